@@ -1,0 +1,128 @@
+#include "core/SqlSupport.h"
+
+#include "core/Logging.h"
+
+#include <QFileInfo>
+#include <QSqlQuery>
+#include <QVariant>
+
+namespace ferry {
+
+Error storageError(const QString& what, const QSqlError& error)
+{
+    return Error { QStringLiteral("storage"), what + u": " + error.text() };
+}
+
+Error storageError(const QString& what, const QSqlQuery& query)
+{
+    return storageError(what, query.lastError());
+}
+
+Result<QSqlDatabase> openSqliteDatabase(
+    const QString& path, const QString& connectionName, qint64 applicationId)
+{
+    QSqlDatabase db = QSqlDatabase::addDatabase(QStringLiteral("QSQLITE"), connectionName);
+    db.setDatabaseName(path);
+    db.setConnectOptions(QStringLiteral("QSQLITE_BUSY_TIMEOUT=5000"));
+    if (!db.open()) {
+        return storageError(u"could not open " + path, db.lastError());
+    }
+
+    // Reading the header is the first thing that fails on a file that is not a database; it is
+    // reported as such and the file is left exactly as it was.
+    QSqlQuery query(db);
+    if (!query.exec(QStringLiteral("PRAGMA application_id")) || !query.next()) {
+        return storageError(u"could not read " + path + u" (damaged or not a database)", query);
+    }
+    const qint64 storedApplicationId = query.value(0).toLongLong();
+    const int version = sqliteSchemaVersion(db);
+    if (storedApplicationId != applicationId && (storedApplicationId != 0 || version != 0)) {
+        return Error { QStringLiteral("storage"),
+            path + u" belongs to another program or another part of Ferry; it was left untouched" };
+    }
+
+    if (!query.exec(QStringLiteral("PRAGMA journal_mode = WAL")) || !query.next()
+        || query.value(0).toString() != u"wal") {
+        return storageError(u"could not switch " + path + u" to write-ahead logging", query);
+    }
+    query.exec(QStringLiteral("PRAGMA synchronous = FULL"));
+    query.exec(QStringLiteral("PRAGMA foreign_keys = ON"));
+    return db;
+}
+
+int sqliteSchemaVersion(const QSqlDatabase& db)
+{
+    QSqlQuery query(db);
+    if (!query.exec(QStringLiteral("PRAGMA user_version")) || !query.next()) {
+        return -1;
+    }
+    return query.value(0).toInt();
+}
+
+Result<Done> migrateSqliteSchema(
+    QSqlDatabase db, const QList<QStringList>& steps, qint64 applicationId)
+{
+    const int from = sqliteSchemaVersion(db);
+    if (from < 0) {
+        return storageError(QStringLiteral("could not read the schema version"), db.lastError());
+    }
+    if (from > steps.size()) {
+        return Error { QStringLiteral("storage"),
+            db.databaseName() + u" was written by a newer Ferry (schema " + QString::number(from)
+                + u"); it was left untouched" };
+    }
+
+    QSqlQuery query(db);
+    for (int version = from; version < steps.size(); ++version) {
+        WriteTransaction transaction(db);
+        if (!transaction.isOpen()) {
+            return storageError(
+                QStringLiteral("could not start a schema migration"), transaction.error());
+        }
+        for (const QString& statement : steps[version]) {
+            if (!query.exec(statement)) {
+                return storageError(
+                    u"could not migrate to schema " + QString::number(version + 1), query);
+            }
+        }
+        query.exec(u"PRAGMA application_id = " + QString::number(applicationId));
+        query.exec(u"PRAGMA user_version = " + QString::number(version + 1));
+        if (!transaction.commit()) {
+            return storageError(
+                QStringLiteral("could not commit a schema migration"), transaction.error());
+        }
+        qCInfo(lcStore) << "Migrated" << QFileInfo(db.databaseName()).fileName() << "to schema"
+                        << version + 1;
+    }
+    return Done {};
+}
+
+WriteTransaction::WriteTransaction(QSqlDatabase db)
+    : m_db(std::move(db))
+{
+    QSqlQuery begin(m_db);
+    m_open = begin.exec(QStringLiteral("BEGIN IMMEDIATE"));
+    if (!m_open) {
+        m_error = begin.lastError();
+    }
+}
+
+WriteTransaction::~WriteTransaction()
+{
+    if (m_open) {
+        QSqlQuery(m_db).exec(QStringLiteral("ROLLBACK"));
+    }
+}
+
+bool WriteTransaction::commit()
+{
+    QSqlQuery commit(m_db);
+    if (!commit.exec(QStringLiteral("COMMIT"))) {
+        m_error = commit.lastError();
+        return false;
+    }
+    m_open = false;
+    return true;
+}
+
+} // namespace ferry

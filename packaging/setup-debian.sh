@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything Ferry needs to build and test on Debian 12, from Debian's own packages.
+# Idempotent: packages already present are skipped, so running it twice costs a few seconds.
+set -euo pipefail
+
+packages=(
+    # Toolchain and build.
+    g++ cmake ninja-build ccache pkg-config
+    # Qt 6.4 modules: Core/Network/Sql/Test live in qt6-base-dev.
+    qt6-base-dev qt6-websockets-dev qt6-httpserver-dev libqt6sql6-sqlite
+    # Wire format and cryptography.
+    protobuf-compiler libprotobuf-dev libsodium-dev
+    # Storage engine headers (the store talks to SQLite through Qt Sql, the CLI helps debugging).
+    libsqlite3-dev sqlite3
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all ${#packages[@]} packages already installed"
+    exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+    sudo_cmd=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
