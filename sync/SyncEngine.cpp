@@ -115,7 +115,9 @@ void SyncEngine::start()
         return;
     }
     m_running = true;
-    openSocket();
+    if (loadOutbox()) {
+        openSocket();
+    }
 }
 
 void SyncEngine::startWithPassword(const QString& userName, const QByteArray& password,
@@ -240,6 +242,7 @@ void SyncEngine::handleDisconnected()
 {
     const QString reason = m_socket->closeReason().isEmpty() ? m_socket->errorString()
                                                              : m_socket->closeReason();
+    m_lastLinkError = reason;
     m_inFlight.clear();
     m_syncRequestId = 0;
     m_authRequestId = 0;
@@ -350,21 +353,37 @@ void SyncEngine::handleAuthenticated(const v1::Envelope& envelope)
         Q_EMIT authenticated(account.userName, account.deviceId);
     }
 
+    // Reloaded on every connection: the store, not memory, says what is still unacknowledged.
     Result<quint64> offset = m_store->eventOffset();
-    Result<QList<StoredMessage>> outbox = m_store->outbox();
-    if (!offset || !outbox) {
-        Q_EMIT storageFailed(offset ? outbox.error().message : offset.error().message);
+    if (!offset) {
+        Q_EMIT storageFailed(offset.error().message);
         m_socket->abort();
         return;
     }
     m_offset = offset.value();
-    m_pending = outbox.value();
-    m_lastLoadedLocalId = m_pending.isEmpty() ? m_lastLoadedLocalId : m_pending.last().localId;
+    if (!loadOutbox()) {
+        m_socket->abort();
+        return;
+    }
 
     setState(State::CatchingUp);
     m_heartbeatTimer.start();
     requestEvents(m_offset);
     sendPendingMessages();
+}
+
+bool SyncEngine::loadOutbox()
+{
+    Result<QList<StoredMessage>> outbox = m_store->outbox();
+    if (!outbox) {
+        Q_EMIT storageFailed(outbox.error().message);
+        return false;
+    }
+    m_pending = outbox.value();
+    if (!m_pending.isEmpty()) {
+        m_lastLoadedLocalId = std::max(m_lastLoadedLocalId, m_pending.last().localId);
+    }
+    return true;
 }
 
 void SyncEngine::requestEvents(quint64 afterOffset)

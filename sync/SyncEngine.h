@@ -92,6 +92,9 @@ public:
     /// Messages known to be waiting for the server (queued or in flight).
     int pendingCount() const { return static_cast<int>(m_pending.size()); }
 
+    /// Why the last link failed ("Connection refused", a close reason), empty if none did.
+    QString lastLinkError() const { return m_lastLinkError; }
+
 Q_SIGNALS:
     void stateChanged(ferry::SyncEngine::State state);
     /// Account and device saved after startWithPassword succeeded.
@@ -115,6 +118,7 @@ Q_SIGNALS:
 
 private:
     void setState(State state);
+    bool loadOutbox();
     void openSocket();
     void scheduleRetry(const QString& reason);
     void failPermanently(const QString& kind, const QString& message);
@@ -146,6 +150,7 @@ private:
     State m_state = State::Offline;
     bool m_running = false;
     QDateTime m_nextRetryAt;
+    QString m_lastLinkError;
     QTimer m_retryTimer;
     QTimer m_heartbeatTimer;
     /// Bounds the wait for the handshake and for each pong: a link that stays silent past it is

@@ -140,10 +140,13 @@ namespace {
             QObject::connect(&timeout, &QTimer::timeout, [&] {
                 const char* state = QMetaEnum::fromType<SyncEngine::State>().valueToKey(
                     static_cast<int>(engine.state()));
-                printError(u"gave up after " + QString::number(options.timeoutSeconds)
-                    + u" s: the engine is " + QString::fromLatin1(state) + u", "
-                    + QString::number(engine.pendingCount())
-                    + u" message(s) still waiting for the server");
+                const QString why = engine.lastLinkError().isEmpty()
+                    ? QString(u"the engine is " + QString::fromLatin1(state))
+                    : u"could not reach " + engine.serverUrl().toString() + u" ("
+                        + engine.lastLinkError() + u')';
+                printError(u"gave up after " + QString::number(options.timeoutSeconds) + u" s: "
+                    + why + u"; " + QString::number(engine.pendingCount())
+                    + u" message(s) still queued");
                 QCoreApplication::exit(ExitTimedOut);
             });
             timeout.start(options.timeoutSeconds * 1000);
