@@ -5,10 +5,15 @@
 #include "server-stub/ServerStore.h"
 
 #include <QThreadPool>
+#include <QTimer>
 #include <QWebSocket>
 #include <QWebSocketServer>
 
 namespace ferry::server {
+
+namespace {
+    constexpr std::chrono::milliseconds ShutdownGrace { 2000 };
+}
 
 ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store, QObject* parent)
     : QObject(parent)
@@ -50,6 +55,9 @@ QUrl ChatServer::url() const
 
 void ChatServer::stop()
 {
+    if (m_stopping) {
+        return;
+    }
     qCInfo(lcServer) << "Stopping: no new connections, closing"
                      << findChildren<ClientConnection*>().size() << "open ones";
     m_webSocketServer->close();
@@ -61,6 +69,23 @@ void ChatServer::stop()
     // A login whose password is being hashed finishes before the process goes: its device row
     // is then either written or never started, not half-made.
     QThreadPool::globalInstance()->waitForDone();
+
+    // Close frames need the event loop to leave; a peer that never answers its close frame
+    // does not hold the shutdown for longer than the grace period.
+    m_stopping = true;
+    if (m_connectionCount == 0) {
+        QMetaObject::invokeMethod(this, &ChatServer::stopped, Qt::QueuedConnection);
+    } else {
+        QTimer::singleShot(ShutdownGrace, this, &ChatServer::stopped);
+    }
+}
+
+void ChatServer::handleConnectionGone()
+{
+    --m_connectionCount;
+    if (m_stopping && m_connectionCount == 0) {
+        Q_EMIT stopped();
+    }
 }
 
 void ChatServer::addLiveConnection(qint64 userId, ClientConnection* connection)
@@ -92,6 +117,7 @@ void ChatServer::handleNewConnection()
         qCInfo(lcServer) << "Connection from" << socket->peerAddress().toString()
                          << socket->peerPort();
         new ClientConnection(socket, this);
+        ++m_connectionCount;
     }
 }
 

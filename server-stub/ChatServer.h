@@ -40,7 +40,8 @@ public:
     QUrl url() const;
 
     /// Stops accepting, closes every connection with a "going away" close code (clients take it
-    /// as a cue to reconnect later) and waits for password hashing still in flight.
+    /// as a cue to reconnect later) and waits for password hashing still in flight. Emits
+    /// stopped() once every connection has closed, or after a grace period.
     void stop();
 
     const ServerConfig& config() const { return m_config; }
@@ -53,6 +54,12 @@ public:
     /// Called after a commit that appended to these users' event logs.
     void notifyEventsAppended(const QList<qint64>& userIds);
 
+    /// Called by a connection as it is destroyed.
+    void handleConnectionGone();
+
+Q_SIGNALS:
+    void stopped();
+
 private:
     void handleNewConnection();
 
@@ -60,6 +67,8 @@ private:
     std::unique_ptr<ServerStore> m_store;
     QWebSocketServer* m_webSocketServer = nullptr;
     QMultiHash<qint64, ClientConnection*> m_liveConnections;
+    int m_connectionCount = 0;
+    bool m_stopping = false;
 };
 
 } // namespace ferry::server

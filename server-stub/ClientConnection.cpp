@@ -20,6 +20,7 @@ namespace {
     constexpr qsizetype MinPasswordBytes = 8;
     constexpr qsizetype MaxPasswordBytes = 1024;
     constexpr qsizetype MaxDeviceNameChars = 64;
+    constexpr qsizetype MaxBatchBytes = 1024 * 1024;
 
     QByteArray toBytes(const std::string& value)
     {
@@ -59,6 +60,7 @@ ClientConnection::~ClientConnection()
     if (m_live) {
         m_server->removeLiveConnection(m_userId, this);
     }
+    m_server->handleConnectionGone();
 }
 
 void ClientConnection::closeForShutdown()
@@ -373,7 +375,16 @@ bool ClientConnection::streamEvents(quint64 requestId, quint64 afterOffset, int 
     reply.set_request_id(requestId);
     v1::EventBatch* batch = reply.mutable_events();
     quint64 lastOffset = afterOffset;
+    bool caughtUp = page->caughtUp;
+    qsizetype batchBytes = 0;
     for (const LogEvent& logEvent : std::as_const(page->events)) {
+        // A byte budget as well as a count, so that large bodies cannot make a frame of many
+        // megabytes; the rest follows in the next batch.
+        if (batchBytes > MaxBatchBytes) {
+            caughtUp = false;
+            break;
+        }
+        batchBytes += logEvent.body.size() + logEvent.conversationId.size() + 64;
         v1::Event* event = batch->add_events();
         event->set_offset(logEvent.offset);
         v1::MessageEvent* message = event->mutable_message();
@@ -386,7 +397,7 @@ bool ClientConnection::streamEvents(quint64 requestId, quint64 afterOffset, int 
         message->set_server_time_ms(logEvent.serverTimeMs);
         lastOffset = logEvent.offset;
     }
-    batch->set_caught_up(page->caughtUp);
+    batch->set_caught_up(caughtUp);
     batch->set_last_offset(lastOffset);
     send(reply);
 
@@ -395,12 +406,12 @@ bool ClientConnection::streamEvents(quint64 requestId, quint64 afterOffset, int 
     // nothing can commit between reading this page and registering, as both run on this thread.
     if (m_live) {
         m_cursor = lastOffset;
-    } else if (page->caughtUp) {
+    } else if (caughtUp) {
         m_cursor = lastOffset;
         m_live = true;
         m_server->addLiveConnection(m_userId, this);
     }
-    return page->caughtUp;
+    return caughtUp;
 }
 
 void ClientConnection::pushNewEvents()

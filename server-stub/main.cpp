@@ -108,12 +108,14 @@ int main(int argc, char* argv[])
     std::printf("ferry-server listening on %s\n", qPrintable(server.url().toString()));
     std::fflush(stdout);
 
-    UnixSignalWatcher signals;
-    QObject::connect(&signals, &UnixSignalWatcher::terminationRequested, &app, [&](int number) {
-        qCInfo(lcServer) << "Signal" << number << "received, shutting down";
-        server.stop();
-        // Let the close frames leave before the sockets are torn down.
-        QMetaObject::invokeMethod(&app, &QCoreApplication::quit, Qt::QueuedConnection);
-    });
-    return app.exec();
+    UnixSignalWatcher signalWatcher;
+    QObject::connect(&signalWatcher, &UnixSignalWatcher::terminationRequested, &server,
+        [&server](int number) {
+            qCInfo(lcServer) << "Signal" << number << "received, shutting down";
+            server.stop();
+        });
+    QObject::connect(&server, &ChatServer::stopped, &app, &QCoreApplication::quit);
+    const int exitCode = app.exec();
+    qCInfo(lcServer) << "Stopped";
+    return exitCode;
 }
