@@ -96,7 +96,7 @@ namespace {
             return target;
         }
         const std::optional<AccountInfo> self = store.account();
-        if (!self || !isValidUserName(target)) {
+        if (!self || !isValidUserName(target) || target == self->userName) {
             return {};
         }
         return directConversationId(self->userName, target);
@@ -237,7 +237,8 @@ int runSend(const CtlOptions& options)
     }
     const QString conversationId = resolveConversation(*store, options.arguments[0]);
     if (conversationId.isEmpty()) {
-        printError(u"'" + options.arguments[0] + u"' is neither a user name nor a conversation");
+        printError(u"'" + options.arguments[0]
+            + u"' is neither another user's name nor a conversation id");
         return ExitUsage;
     }
 
