@@ -36,7 +36,15 @@ Result<QSqlDatabase> openSqliteDatabase(
     }
     const qint64 storedApplicationId = query.value(0).toLongLong();
     const int version = sqliteSchemaVersion(db);
-    if (storedApplicationId != applicationId && (storedApplicationId != 0 || version != 0)) {
+
+    // Without our id, a file is taken only when it is blank. Many programs never set an
+    // application id, and their tables are no less theirs; a file Ferry began and never
+    // finished has no tables either, as the first migration stamps the id in its transaction.
+    if (!query.exec(QStringLiteral("SELECT count(*) FROM sqlite_master")) || !query.next()) {
+        return storageError(u"could not read the schema of " + path, query);
+    }
+    const bool blank = storedApplicationId == 0 && version == 0 && query.value(0).toInt() == 0;
+    if (storedApplicationId != applicationId && !blank) {
         return Error { QStringLiteral("storage"),
             path + u" belongs to another program or another part of Ferry; it was left untouched" };
     }

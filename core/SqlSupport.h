@@ -17,7 +17,7 @@ Error storageError(const QString& what, const QSqlQuery& query);
 /// uses: a busy timeout so that concurrent writers wait instead of failing, write-ahead logging,
 /// and full synchronous commits so that a commit that returned has reached the disk. Refuses
 /// (and leaves untouched) a file that is damaged or belongs to another program, recognised by
-/// its application id.
+/// its application id or, in a file without one, by the tables already in it.
 Result<QSqlDatabase> openSqliteDatabase(
     const QString& path, const QString& connectionName, qint64 applicationId);
 
