@@ -1,13 +1,18 @@
 #include "server-stub/ChatServer.h"
 
+#include "core/CloseCodes.h"
 #include "core/Logging.h"
 #include "server-stub/ClientConnection.h"
 #include "server-stub/ServerStore.h"
 
+#include <QDateTime>
+#include <QHttpServer>
+#include <QHttpServerResponse>
 #include <QThreadPool>
-#include <QTimer>
 #include <QWebSocket>
 #include <QWebSocketServer>
+
+#include "ferry.pb.h"
 
 namespace ferry::server {
 
@@ -15,32 +20,88 @@ namespace {
     constexpr std::chrono::milliseconds ShutdownGrace { 2000 };
 }
 
-ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store, QObject* parent)
+ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
+    SessionTokens tokens, QObject* parent)
     : QObject(parent)
     , m_config(std::move(config))
     , m_store(std::move(store))
+    , m_tokens(std::move(tokens))
     , m_webSocketServer(new QWebSocketServer(QStringLiteral("ferry-server"),
           QWebSocketServer::NonSecureMode, this))
 {
     connect(m_webSocketServer, &QWebSocketServer::newConnection, this,
         &ChatServer::handleNewConnection);
+
+    // One timer checks every connection's deadlines; a timer per connection would cost a
+    // QObject and a timer registration for each of tens of thousands of sockets.
+    const auto shortest = std::min(m_config.unauthenticatedTimeout, m_config.heartbeatInterval);
+    m_sweepTimer.setInterval(std::clamp(shortest / 4, std::chrono::milliseconds(50),
+        std::chrono::milliseconds(1000)));
+    connect(&m_sweepTimer, &QTimer::timeout, this, &ChatServer::sweepConnections);
 }
 
 ChatServer::~ChatServer()
 {
-    // Connections are children of this object; they unregister themselves as they go, which
-    // must happen before the hash they unregister from is destroyed.
-    qDeleteAll(findChildren<ClientConnection*>(Qt::FindDirectChildrenOnly));
+    // Connections unregister themselves as they go, which must happen while the registries
+    // still exist.
+    const QSet<ClientConnection*> connections = m_connections;
+    qDeleteAll(connections);
 }
 
-Result<Done> ChatServer::listen()
+Result<Done> ChatServer::start()
 {
+    Result<QList<quint64>> removed = m_store->removedDeviceIds();
+    if (!removed) {
+        return removed.error();
+    }
+    m_removedDevices = QSet<quint64>(removed->begin(), removed->end());
+
     if (!m_webSocketServer->listen(m_config.address, m_config.port)) {
         return Error { QStringLiteral("listen"),
             u"could not listen on " + m_config.address.toString() + u':'
                 + QString::number(m_config.port) + u": " + m_webSocketServer->errorString() };
     }
-    qCInfo(lcServer) << "Listening on" << url().toString();
+    if (m_config.httpEnabled) {
+        if (auto http = startHttp(); !http) {
+            return http.error();
+        }
+    }
+    m_sweepTimer.start();
+    qCInfo(lcServer) << "Listening on" << url().toString() << "with metrics on"
+                     << httpUrl().toString();
+    return Done {};
+}
+
+Result<Done> ChatServer::startHttp()
+{
+    m_httpServer = std::make_unique<QHttpServer>();
+    m_httpServer->route(QStringLiteral("/healthz"), [this] {
+        // Healthy means: accepting connections and able to read the database.
+        const bool healthy
+            = m_webSocketServer->isListening() && !m_stopping && m_store->ping().ok();
+        return QHttpServerResponse(QByteArrayLiteral("text/plain"),
+            healthy ? QByteArrayLiteral("ok\n") : QByteArrayLiteral("unavailable\n"),
+            healthy ? QHttpServerResponse::StatusCode::Ok
+                    : QHttpServerResponse::StatusCode::ServiceUnavailable);
+    });
+    m_httpServer->route(QStringLiteral("/metrics"), [this] {
+        MetricsSnapshot now;
+        now.connectionsOpen = m_connections.size();
+        now.connectionsAuthenticated = m_authenticatedByUser.size();
+        for (const ClientConnection* connection : std::as_const(m_connections)) {
+            const qint64 queued = connection->queuedBytes();
+            now.queuedBytesTotal += queued;
+            now.queuedBytesMax = std::max(now.queuedBytesMax, queued);
+        }
+        return QHttpServerResponse(QByteArrayLiteral("text/plain; version=0.0.4"),
+            renderPrometheus(m_metrics, now));
+    });
+    m_httpPort = m_httpServer->listen(m_config.httpAddress, m_config.httpPort);
+    if (m_httpPort == 0) {
+        return Error { QStringLiteral("listen"),
+            u"could not listen for HTTP on " + m_config.httpAddress.toString() + u':'
+                + QString::number(m_config.httpPort) };
+    }
     return Done {};
 }
 
@@ -53,18 +114,32 @@ QUrl ChatServer::url() const
     return url;
 }
 
+QUrl ChatServer::httpUrl() const
+{
+    if (!m_httpServer) {
+        return {};
+    }
+    QUrl url;
+    url.setScheme(QStringLiteral("http"));
+    url.setHost(m_config.httpAddress.toString());
+    url.setPort(m_httpPort);
+    return url;
+}
+
 void ChatServer::stop()
 {
     if (m_stopping) {
         return;
     }
-    qCInfo(lcServer) << "Stopping: no new connections, closing"
-                     << findChildren<ClientConnection*>().size() << "open ones";
+    m_stopping = true;
+    qCInfo(lcServer) << "Stopping: no new connections, closing" << m_connections.size()
+                     << "open ones";
     m_webSocketServer->close();
-    const QList<ClientConnection*> connections
-        = findChildren<ClientConnection*>(Qt::FindDirectChildrenOnly);
+    m_sweepTimer.stop();
+    const QSet<ClientConnection*> connections = m_connections;
     for (ClientConnection* connection : connections) {
-        connection->closeForShutdown();
+        connection->closeWith(QWebSocketProtocol::CloseCodeGoingAway,
+            QStringLiteral("server shutting down"));
     }
     // A login whose password is being hashed finishes before the process goes: its device row
     // is then either written or never started, not half-made.
@@ -72,40 +147,10 @@ void ChatServer::stop()
 
     // Close frames need the event loop to leave; a peer that never answers its close frame
     // does not hold the shutdown for longer than the grace period.
-    m_stopping = true;
-    if (m_connectionCount == 0) {
+    if (m_connections.isEmpty()) {
         QMetaObject::invokeMethod(this, &ChatServer::stopped, Qt::QueuedConnection);
     } else {
         QTimer::singleShot(ShutdownGrace, this, &ChatServer::stopped);
-    }
-}
-
-void ChatServer::handleConnectionGone()
-{
-    --m_connectionCount;
-    if (m_stopping && m_connectionCount == 0) {
-        Q_EMIT stopped();
-    }
-}
-
-void ChatServer::addLiveConnection(qint64 userId, ClientConnection* connection)
-{
-    m_liveConnections.insert(userId, connection);
-}
-
-void ChatServer::removeLiveConnection(qint64 userId, ClientConnection* connection)
-{
-    m_liveConnections.remove(userId, connection);
-}
-
-void ChatServer::notifyEventsAppended(const QList<qint64>& userIds)
-{
-    for (const qint64 userId : userIds) {
-        // Copied because pushing may close a connection, which unregisters it.
-        const QList<ClientConnection*> connections = m_liveConnections.values(userId);
-        for (ClientConnection* connection : connections) {
-            connection->pushNewEvents();
-        }
     }
 }
 
@@ -114,11 +159,143 @@ void ChatServer::handleNewConnection()
     while (QWebSocket* socket = m_webSocketServer->nextPendingConnection()) {
         socket->setMaxAllowedIncomingFrameSize(static_cast<quint64>(m_config.maxFrameBytes));
         socket->setMaxAllowedIncomingMessageSize(static_cast<quint64>(m_config.maxFrameBytes));
-        qCInfo(lcServer) << "Connection from" << socket->peerAddress().toString()
-                         << socket->peerPort();
-        new ClientConnection(socket, this);
-        ++m_connectionCount;
+        qCDebug(lcServer) << "Connection from" << socket->peerAddress().toString()
+                          << socket->peerPort();
+        auto* connection = new ClientConnection(socket, this);
+        m_connections.insert(connection);
+        ++m_metrics.connectionsAccepted;
     }
+}
+
+void ChatServer::sweepConnections()
+{
+    const qint64 now = QDateTime::currentMSecsSinceEpoch();
+    // Copied: a check may close a connection, which unregisters it.
+    const QSet<ClientConnection*> connections = m_connections;
+    for (ClientConnection* connection : connections) {
+        connection->checkDeadlines(now);
+    }
+}
+
+void ChatServer::connectionAuthenticated(ClientConnection* connection)
+{
+    const qint64 userId = connection->userId();
+    const bool cameOnline = !m_authenticatedByUser.contains(userId);
+    m_authenticatedByUser.insert(userId, connection);
+    if (cameOnline) {
+        broadcastPresence(userId, connection->userName(), true, 0);
+    }
+}
+
+void ChatServer::connectionWentLive(ClientConnection* connection)
+{
+    m_liveByUser.insert(connection->userId(), connection);
+}
+
+void ChatServer::connectionStoppedLive(ClientConnection* connection)
+{
+    m_liveByUser.remove(connection->userId(), connection);
+}
+
+void ChatServer::connectionGone(ClientConnection* connection)
+{
+    m_connections.remove(connection);
+    const qint64 userId = connection->userId();
+    m_liveByUser.remove(userId, connection);
+    if (m_authenticatedByUser.remove(userId, connection) > 0
+        && !m_authenticatedByUser.contains(userId) && !m_stopping) {
+        broadcastPresence(userId, connection->userName(), false,
+            QDateTime::currentMSecsSinceEpoch());
+    }
+    if (m_stopping && m_connections.isEmpty()) {
+        Q_EMIT stopped();
+    }
+}
+
+void ChatServer::notifyEventsAppended(const QList<qint64>& userIds)
+{
+    for (const qint64 userId : userIds) {
+        // Copied because pushing may close a connection, which unregisters it.
+        const QList<ClientConnection*> connections = m_liveByUser.values(userId);
+        for (ClientConnection* connection : connections) {
+            connection->pushNewEvents();
+        }
+    }
+}
+
+void ChatServer::sendEphemeral(const QList<qint64>& userIds, const v1::Envelope& envelope,
+    const ClientConnection* except)
+{
+    for (const qint64 userId : userIds) {
+        const QList<ClientConnection*> connections = m_authenticatedByUser.values(userId);
+        for (ClientConnection* connection : connections) {
+            if (connection != except) {
+                connection->sendEnvelope(envelope);
+            }
+        }
+    }
+}
+
+void ChatServer::broadcastPresence(
+    qint64 userId, const QString& userName, bool online, qint64 lastSeenMs)
+{
+    // Presence goes only to people who share a conversation with the user.
+    Result<QList<qint64>> contacts = m_store->contactsOf(userId);
+    if (!contacts) {
+        qCWarning(lcServer) << "Could not send presence:" << contacts.error().message;
+        return;
+    }
+    v1::Envelope envelope;
+    v1::PresenceEvent* presence = envelope.mutable_ephemeral()->mutable_presence();
+    presence->set_user_name(userName.toStdString());
+    presence->set_online(online);
+    presence->set_last_seen_ms(lastSeenMs);
+    sendEphemeral(contacts.value(), envelope);
+}
+
+void ChatServer::sendPresenceSnapshot(ClientConnection* connection)
+{
+    Result<QList<qint64>> contacts = m_store->contactsOf(connection->userId());
+    if (!contacts) {
+        return;
+    }
+    for (const qint64 contact : std::as_const(contacts.value())) {
+        const ClientConnection* online = m_authenticatedByUser.value(contact, nullptr);
+        if (!online) {
+            continue;
+        }
+        v1::Envelope envelope;
+        v1::PresenceEvent* presence = envelope.mutable_ephemeral()->mutable_presence();
+        presence->set_user_name(online->userName().toStdString());
+        presence->set_online(true);
+        connection->sendEnvelope(envelope);
+    }
+}
+
+Result<Done> ChatServer::removeDevice(qint64 userId, quint64 deviceId)
+{
+    if (auto removed = m_store->removeDevice(userId, deviceId); !removed) {
+        return removed.error();
+    }
+    m_removedDevices.insert(deviceId);
+    qCInfo(lcServerAuth) << "Removed device" << deviceId;
+    const QList<ClientConnection*> connections = m_authenticatedByUser.values(userId);
+    for (ClientConnection* connection : connections) {
+        if (connection->deviceId() == deviceId) {
+            connection->closeWith(CloseCode::DeviceRemoved, QStringLiteral("device removed"));
+        }
+    }
+    return Done {};
+}
+
+bool ChatServer::isDeviceOnline(qint64 userId, quint64 deviceId) const
+{
+    for (const ClientConnection* connection : m_authenticatedByUser.values(userId)) {
+        if (connection->deviceId() == deviceId) {
+            return true;
+        }
+    }
+    return false;
 }
 
 } // namespace ferry::server

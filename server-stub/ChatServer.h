@@ -1,73 +1,106 @@
 #pragma once
 
 #include "core/Result.h"
+#include "server-stub/ServerConfig.h"
+#include "server-stub/ServerMetrics.h"
+#include "server-stub/SessionTokens.h"
 
-#include <QHostAddress>
+#include <QHash>
 #include <QMultiHash>
 #include <QObject>
+#include <QSet>
+#include <QTimer>
 #include <QUrl>
 
 #include <memory>
 
+class QHttpServer;
 class QWebSocketServer;
+
+namespace ferry::v1 {
+class Envelope;
+}
 
 namespace ferry::server {
 
 class ClientConnection;
 class ServerStore;
 
-/// What a ChatServer needs to know to start; every limit has a default that suits a laptop.
-struct ServerConfig {
-    QHostAddress address = QHostAddress::LocalHost;
-    quint16 port = 0; ///< 0 lets the system pick a free port
-    qsizetype maxFrameBytes = 64 * 1024;
-    qsizetype maxBodyBytes = 60 * 1024;
-    int syncBatchLimit = 500;
-};
-
-/// The WebSocket endpoint of the reference server: accepts connections, owns one
-/// ClientConnection per socket, and tells a user's live connections when their event log grows.
-/// All protocol work happens on the thread that owns the server; only password hashing is
-/// handed to a thread pool.
+/// The reference server: accepts WebSocket connections and owns one ClientConnection per socket;
+/// knows which devices are connected, to push new events to them, relay typing and presence,
+/// and close a removed device's links; enforces the timeouts of every connection with one sweep
+/// timer; serves /healthz and /metrics over HTTP. All protocol work happens on the thread that
+/// owns the server; only password hashing is handed to a thread pool.
 class ChatServer : public QObject {
     Q_OBJECT
 public:
-    ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store, QObject* parent = nullptr);
+    ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store, SessionTokens tokens,
+        QObject* parent = nullptr);
     ~ChatServer() override;
 
-    Result<Done> listen();
-    /// ws://host:port of the listening socket, once listen() succeeded.
+    /// Loads the revoked devices, then opens the WebSocket and HTTP ports.
+    Result<Done> start();
+    /// ws://host:port of the WebSocket port, once started.
     QUrl url() const;
+    /// http://host:port of /healthz and /metrics, empty when they are off.
+    QUrl httpUrl() const;
 
-    /// Stops accepting, closes every connection with a "going away" close code (clients take it
-    /// as a cue to reconnect later) and waits for password hashing still in flight. Emits
-    /// stopped() once every connection has closed, or after a grace period.
+    /// Stops accepting, closes every connection with 1001 (going away: reconnect later) and
+    /// waits for password hashing still in flight. Emits stopped() once every connection has
+    /// closed, or after a grace period.
     void stop();
+    bool isStopping() const { return m_stopping; }
 
     const ServerConfig& config() const { return m_config; }
     ServerStore& store() { return *m_store; }
+    const SessionTokens& tokens() const { return m_tokens; }
+    ServerMetrics& metrics() { return m_metrics; }
 
-    /// Called by a connection that has caught up and now wants every new event of its user.
-    void addLiveConnection(qint64 userId, ClientConnection* connection);
-    void removeLiveConnection(qint64 userId, ClientConnection* connection);
+    // Called by connections as they change state.
+    void connectionAuthenticated(ClientConnection* connection);
+    void connectionWentLive(ClientConnection* connection);
+    void connectionStoppedLive(ClientConnection* connection);
+    void connectionGone(ClientConnection* connection);
 
     /// Called after a commit that appended to these users' event logs.
     void notifyEventsAppended(const QList<qint64>& userIds);
 
-    /// Called by a connection as it is destroyed.
-    void handleConnectionGone();
+    /// Sends an ephemeral event to every authenticated connection of these users.
+    void sendEphemeral(const QList<qint64>& userIds, const v1::Envelope& envelope,
+        const ClientConnection* except = nullptr);
+
+    bool isDeviceRemoved(quint64 deviceId) const { return m_removedDevices.contains(deviceId); }
+    /// Removes a device of `userId`'s account and closes its connections with 4003.
+    Result<Done> removeDevice(qint64 userId, quint64 deviceId);
+    /// Whether some connection of this server belongs to the device.
+    bool isDeviceOnline(qint64 userId, quint64 deviceId) const;
+
+    /// Presence of the contacts of a newly authenticated user, sent to that connection only.
+    void sendPresenceSnapshot(ClientConnection* connection);
 
 Q_SIGNALS:
     void stopped();
 
 private:
     void handleNewConnection();
+    void sweepConnections();
+    void broadcastPresence(qint64 userId, const QString& userName, bool online, qint64 lastSeenMs);
+    Result<Done> startHttp();
 
     ServerConfig m_config;
     std::unique_ptr<ServerStore> m_store;
+    SessionTokens m_tokens;
+    ServerMetrics m_metrics;
+
     QWebSocketServer* m_webSocketServer = nullptr;
-    QMultiHash<qint64, ClientConnection*> m_liveConnections;
-    int m_connectionCount = 0;
+    std::unique_ptr<QHttpServer> m_httpServer;
+    quint16 m_httpPort = 0;
+    QTimer m_sweepTimer;
+
+    QSet<ClientConnection*> m_connections;
+    QMultiHash<qint64, ClientConnection*> m_authenticatedByUser;
+    QMultiHash<qint64, ClientConnection*> m_liveByUser;
+    QSet<quint64> m_removedDevices;
     bool m_stopping = false;
 };
 

@@ -1,14 +1,17 @@
 #include "server-stub/ClientConnection.h"
 
+#include "core/CloseCodes.h"
 #include "core/ConversationId.h"
 #include "core/FrameCodec.h"
 #include "core/Logging.h"
-#include "core/MessageId.h"
 #include "server-stub/ChatServer.h"
 #include "server-stub/Credentials.h"
+#include "server-stub/ProtocolText.h"
 #include "server-stub/ServerStore.h"
 
+#include <QDateTime>
 #include <QFuture>
+#include <QTimer>
 #include <QWebSocket>
 #include <QtConcurrent/QtConcurrentRun>
 
@@ -20,26 +23,12 @@ namespace {
     constexpr qsizetype MinPasswordBytes = 8;
     constexpr qsizetype MaxPasswordBytes = 1024;
     constexpr qsizetype MaxDeviceNameChars = 64;
-    constexpr qsizetype MaxBatchBytes = 1024 * 1024;
+    /// How long a peer has to answer a close frame before its socket is dropped.
+    constexpr std::chrono::milliseconds CloseGrace { 1000 };
 
-    QByteArray toBytes(const std::string& value)
+    qint64 nowMs()
     {
-        return QByteArray(value.data(), static_cast<qsizetype>(value.size()));
-    }
-
-    QString toQString(const std::string& value)
-    {
-        return QString::fromUtf8(value.data(), static_cast<qsizetype>(value.size()));
-    }
-
-    std::string toStd(const QByteArray& value) { return std::string(value.constData(), value.size()); }
-
-    std::string toStd(const QString& value) { return value.toStdString(); }
-
-    QString describe(const QByteArray& messageId)
-    {
-        const auto id = MessageId::fromBytes(messageId);
-        return id ? id->toString() : QStringLiteral("(malformed id)");
+        return QDateTime::currentMSecsSinceEpoch();
     }
 }
 
@@ -47,39 +36,109 @@ ClientConnection::ClientConnection(QWebSocket* socket, ChatServer* server)
     : QObject(server)
     , m_socket(socket)
     , m_server(server)
+    , m_connectedMs(nowMs())
+    , m_lastHeardMs(m_connectedMs)
+    , m_requestTokens(server->config().requestBurst)
+    , m_tokensRefilledMs(m_connectedMs)
 {
     socket->setParent(this);
     connect(socket, &QWebSocket::binaryMessageReceived, this,
         &ClientConnection::handleBinaryMessage);
     connect(socket, &QWebSocket::textMessageReceived, this, &ClientConnection::handleTextMessage);
     connect(socket, &QWebSocket::disconnected, this, &ClientConnection::handleDisconnected);
+    connect(socket, &QWebSocket::pong, this, [this] {
+        m_lastHeardMs = nowMs();
+        m_pingOutstanding = false;
+    });
 }
 
 ClientConnection::~ClientConnection()
 {
-    if (m_live) {
-        m_server->removeLiveConnection(m_userId, this);
-    }
-    m_server->handleConnectionGone();
+    m_server->connectionGone(this);
 }
 
-void ClientConnection::closeForShutdown()
+qint64 ClientConnection::queuedBytes() const
 {
-    m_state = State::Closed;
-    m_socket->close(QWebSocketProtocol::CloseCodeGoingAway, QStringLiteral("server shutting down"));
+    return m_socket->bytesToWrite();
 }
+
+// Lifecycle and limits -----------------------------------------------------------------------
 
 void ClientConnection::handleDisconnected()
 {
-    qCInfo(lcServer) << "Connection closed" << (m_userName.isEmpty() ? QStringLiteral("(anonymous)")
-                                                                      : m_userName)
+    qCInfo(lcServer) << "Connection closed" << (m_userName.isEmpty() ? QStringLiteral("(anonymous)") : m_userName)
                      << "device" << m_deviceId << "code" << m_socket->closeCode();
     m_state = State::Closed;
     if (m_live) {
-        m_server->removeLiveConnection(m_userId, this);
+        m_server->connectionStoppedLive(this);
         m_live = false;
     }
     deleteLater();
+}
+
+void ClientConnection::closeWith(int closeCode, const QString& reason)
+{
+    if (m_state == State::Closed) {
+        return;
+    }
+    qCInfo(lcServer) << "Closing the connection of" << m_userName << "with" << closeCode << reason;
+    m_state = State::Closed;
+    if (m_live) {
+        m_server->connectionStoppedLive(this);
+        m_live = false;
+    }
+    m_server->metrics().countClose(closeCode);
+    m_socket->close(static_cast<QWebSocketProtocol::CloseCode>(closeCode), reason);
+    // A peer that does not read will never answer the close frame; its buffers are freed
+    // after a short grace instead of whenever TCP gives up.
+    QTimer::singleShot(CloseGrace, this, [this] { m_socket->abort(); });
+}
+
+void ClientConnection::checkDeadlines(qint64 now)
+{
+    const ServerConfig& config = m_server->config();
+    if (m_state == State::Closed) {
+        return;
+    }
+    if (m_state != State::Authenticated) {
+        if (now - m_connectedMs > config.unauthenticatedTimeout.count()) {
+            closeWith(CloseCode::AuthenticationTimeout, QStringLiteral("authentication timeout"));
+        }
+        return;
+    }
+    const qint64 quiet = now - m_lastHeardMs;
+    if (quiet > config.heartbeatTimeout.count()) {
+        // A link this quiet is most likely half-open: no close frame would arrive anyway.
+        closeWith(CloseCode::HeartbeatTimeout, QStringLiteral("heartbeat timeout"));
+        m_socket->abort();
+    } else if (quiet > config.heartbeatInterval.count() && !m_pingOutstanding) {
+        m_pingOutstanding = true;
+        m_socket->ping();
+    }
+}
+
+bool ClientConnection::takeRequestToken(const v1::Envelope& envelope)
+{
+    // Sync requests are paced by the server's own batches and are not counted.
+    if (envelope.has_sync()) {
+        return true;
+    }
+    const ServerConfig& config = m_server->config();
+    const qint64 now = nowMs();
+    m_requestTokens = std::min(config.requestBurst,
+        m_requestTokens + static_cast<double>(now - m_tokensRefilledMs) * config.requestRate / 1000.0);
+    m_tokensRefilledMs = now;
+    if (m_requestTokens >= 1.0) {
+        m_requestTokens -= 1.0;
+        return true;
+    }
+    const auto retryAfter
+        = static_cast<quint32>(std::ceil((1.0 - m_requestTokens) / config.requestRate * 1000.0));
+    const QByteArray messageId
+        = envelope.has_send() ? toBytes(envelope.send().message_id()) : QByteArray();
+    sendError(envelope.request_id(), v1::RATE_LIMITED,
+        QStringLiteral("too many requests; slow down"), messageId, retryAfter);
+    return false;
 }
 
 void ClientConnection::handleTextMessage(const QString&)
@@ -93,83 +152,122 @@ void ClientConnection::handleBinaryMessage(const QByteArray& frame)
     if (m_state == State::Closed) {
         return;
     }
+    m_lastHeardMs = nowMs();
+    m_pingOutstanding = false;
+    ++m_server->metrics().framesIn;
+    m_server->metrics().bytesIn += static_cast<quint64>(frame.size());
+
     v1::Envelope envelope;
     if (!decodeFrame(frame, &envelope)) {
         closeWithError(v1::MALFORMED_FRAME, QStringLiteral("the frame is not a ferry.v1 Envelope"),
             QWebSocketProtocol::CloseCodeProtocolError);
         return;
     }
-    const quint64 requestId = envelope.request_id();
-    qCDebug(lcServer) << "Frame" << envelope.payload_case() << "request" << requestId << "from"
-                      << m_userName << frame.size() << "bytes";
+    qCDebug(lcServer) << "Frame" << envelope.payload_case() << "request" << envelope.request_id()
+                      << "from" << m_userName << frame.size() << "bytes";
+    if (takeRequestToken(envelope)) {
+        dispatch(envelope);
+    }
+}
 
+void ClientConnection::dispatch(const v1::Envelope& envelope)
+{
+    const quint64 requestId = envelope.request_id();
     switch (m_state) {
     case State::AwaitingHello:
         if (envelope.has_hello()) {
-            handleHello(requestId, envelope.hello());
+            handleHello(envelope);
         } else {
             closeWithError(v1::BAD_REQUEST, QStringLiteral("the first frame must be Hello"),
                 QWebSocketProtocol::CloseCodeProtocolError);
         }
         return;
     case State::AwaitingAuth:
-        if (envelope.has_register_()) {
-            handleRegister(requestId, envelope.register_());
-        } else if (envelope.has_login()) {
-            handleLogin(requestId, envelope.login());
-        } else if (envelope.has_resume()) {
-            handleResume(requestId, envelope.resume());
-        } else {
-            sendError(requestId, v1::NOT_AUTHENTICATED,
+        switch (envelope.payload_case()) {
+        case v1::Envelope::kRegister:
+            return handleRegister(envelope);
+        case v1::Envelope::kLogin:
+            return handleLogin(envelope);
+        case v1::Envelope::kResume:
+            return handleResume(envelope);
+        case v1::Envelope::kAuthenticate:
+            return handleAuthenticate(envelope);
+        default:
+            return sendError(requestId, v1::NOT_AUTHENTICATED,
                 QStringLiteral("register, log in or resume a device first"));
         }
-        return;
     case State::Authenticating:
-        sendError(requestId, v1::BAD_REQUEST,
+        return sendError(requestId, v1::BAD_REQUEST,
             QStringLiteral("wait for the answer to the authentication request"));
-        return;
     case State::Authenticated:
-        if (envelope.has_send()) {
-            handleSend(requestId, envelope.send());
-        } else if (envelope.has_sync()) {
-            handleSync(requestId, envelope.sync());
-        } else {
-            sendError(requestId, v1::BAD_REQUEST,
+        switch (envelope.payload_case()) {
+        case v1::Envelope::kSend:
+            return handleSend(envelope);
+        case v1::Envelope::kSync:
+            return handleSync(envelope);
+        case v1::Envelope::kRefreshSession:
+            return handleRefreshSession(envelope);
+        case v1::Envelope::kListDevices:
+            return handleListDevices(envelope);
+        case v1::Envelope::kRenameDevice:
+            return handleRenameDevice(envelope);
+        case v1::Envelope::kRemoveDevice:
+            return handleRemoveDevice(envelope);
+        case v1::Envelope::kCreateGroup:
+            return handleCreateGroup(envelope);
+        case v1::Envelope::kAddMembers:
+            return handleAddMembers(envelope);
+        case v1::Envelope::kRemoveMember:
+            return handleRemoveMember(envelope);
+        case v1::Envelope::kLeaveConversation:
+            return handleLeave(envelope);
+        case v1::Envelope::kReceipt:
+            return handleReceipt(envelope);
+        case v1::Envelope::kHistory:
+            return handleHistory(envelope);
+        case v1::Envelope::kTyping:
+            return handleTyping(envelope);
+        default:
+            return sendError(requestId, v1::BAD_REQUEST,
                 QStringLiteral("this request is not valid on an authenticated connection"));
         }
-        return;
     case State::Closed:
         return;
     }
 }
 
-void ClientConnection::handleHello(quint64 requestId, const v1::Hello& hello)
+// Authentication -----------------------------------------------------------------------------
+
+void ClientConnection::handleHello(const v1::Envelope& envelope)
 {
+    const v1::Hello& hello = envelope.hello();
     if (hello.protocol_version() != ProtocolVersion) {
         v1::Envelope reply;
-        reply.set_request_id(requestId);
+        reply.set_request_id(envelope.request_id());
         v1::Error* error = reply.mutable_error();
         error->set_code(v1::UNSUPPORTED_VERSION);
         error->set_message("this server speaks protocol version 1 only");
         error->add_supported_versions(ProtocolVersion);
-        send(reply);
-        m_state = State::Closed;
-        m_socket->close(QWebSocketProtocol::CloseCodePolicyViolated,
+        sendEnvelope(reply);
+        m_server->metrics().countError(QStringLiteral("UNSUPPORTED_VERSION"));
+        closeWith(QWebSocketProtocol::CloseCodePolicyViolated,
             QStringLiteral("unsupported protocol version"));
         return;
     }
-    qCInfo(lcServer) << "Hello from" << toQString(hello.client_name()).left(64);
+    qCDebug(lcServer) << "Hello from" << toQString(hello.client_name()).left(64);
     m_state = State::AwaitingAuth;
 
     v1::Envelope reply;
-    reply.set_request_id(requestId);
+    reply.set_request_id(envelope.request_id());
     reply.mutable_welcome()->set_protocol_version(ProtocolVersion);
     reply.mutable_welcome()->set_server_name("ferry-server/" FERRY_VERSION);
-    send(reply);
+    sendEnvelope(reply);
 }
 
-void ClientConnection::handleRegister(quint64 requestId, const v1::Register& request)
+void ClientConnection::handleRegister(const v1::Envelope& envelope)
 {
+    const quint64 requestId = envelope.request_id();
+    const v1::Register& request = envelope.register_();
     const QString userName = toQString(request.user_name());
     const QByteArray password = toBytes(request.password());
     const QString deviceName = toQString(request.device_name()).left(MaxDeviceNameChars);
@@ -180,8 +278,7 @@ void ClientConnection::handleRegister(quint64 requestId, const v1::Register& req
         return;
     }
     if (password.size() < MinPasswordBytes || password.size() > MaxPasswordBytes) {
-        sendError(requestId, v1::BAD_REQUEST,
-            QStringLiteral("a password is 8 to 1024 bytes long"));
+        sendError(requestId, v1::BAD_REQUEST, QStringLiteral("a password is 8 to 1024 bytes long"));
         return;
     }
     if (m_server->store().findUser(userName)) {
@@ -190,9 +287,13 @@ void ClientConnection::handleRegister(quint64 requestId, const v1::Register& req
     }
 
     // Hashing takes tens of milliseconds by design; it must not stall everyone else's frames.
+    // The continuation runs on this object's thread, and not at all if the connection is gone.
     m_state = State::Authenticating;
     QtConcurrent::run(Credentials::hashPassword, password)
         .then(this, [this, requestId, userName, deviceName](const QByteArray& hash) {
+            if (m_state != State::Authenticating) {
+                return;
+            }
             if (hash.isEmpty()) {
                 m_state = State::AwaitingAuth;
                 sendError(requestId, v1::INTERNAL, QStringLiteral("could not hash the password"));
@@ -210,8 +311,10 @@ void ClientConnection::handleRegister(quint64 requestId, const v1::Register& req
         });
 }
 
-void ClientConnection::handleLogin(quint64 requestId, const v1::Login& request)
+void ClientConnection::handleLogin(const v1::Envelope& envelope)
 {
+    const quint64 requestId = envelope.request_id();
+    const v1::Login& request = envelope.login();
     const QString userName = toQString(request.user_name());
     const QByteArray password = toBytes(request.password());
     const QString deviceName = toQString(request.device_name()).left(MaxDeviceNameChars);
@@ -226,6 +329,9 @@ void ClientConnection::handleLogin(quint64 requestId, const v1::Login& request)
     m_state = State::Authenticating;
     QtConcurrent::run(Credentials::verifyPassword, password, storedHash)
         .then(this, [this, requestId, userId, userName, deviceName](bool matches) {
+            if (m_state != State::Authenticating) {
+                return;
+            }
             if (!matches) {
                 m_state = State::AwaitingAuth;
                 qCInfo(lcServerAuth) << "Refused a login (wrong password or unknown user)";
@@ -251,24 +357,77 @@ void ClientConnection::finishDeviceLogin(
         return;
     }
     qCInfo(lcServerAuth) << "User" << userName << "signed in as new device" << device->id;
-    becomeAuthenticated(requestId, userId, userName, device->id, token);
+    becomeAuthenticated(requestId, userId, userName, device->id, token, true, 0);
 }
 
-void ClientConnection::handleResume(quint64 requestId, const v1::Resume& request)
+void ClientConnection::handleResume(const v1::Envelope& envelope)
 {
+    const v1::Resume& request = envelope.resume();
     const std::optional<DeviceRecord> device = m_server->store().findDevice(request.device_id());
+    if (device && device->removed) {
+        sendError(envelope.request_id(), v1::DEVICE_REMOVED,
+            QStringLiteral("this device was removed from its account; sign in again"));
+        return;
+    }
     const QByteArray presented = Credentials::tokenHash(toBytes(request.device_token()));
     if (!device || !Credentials::tokenHashesEqual(presented, device->tokenHash)) {
         qCInfo(lcServerAuth) << "Refused a device resume for device" << request.device_id();
-        sendError(requestId, v1::INVALID_TOKEN, QStringLiteral("unknown device or wrong token"));
+        sendError(envelope.request_id(), v1::INVALID_TOKEN,
+            QStringLiteral("unknown device or wrong token"));
         return;
     }
+    becomeAuthenticated(envelope.request_id(), device->userId, device->userName, device->id, {},
+        true, 0);
+}
 
-    becomeAuthenticated(requestId, device->userId, device->userName, device->id, {});
+void ClientConnection::handleAuthenticate(const v1::Envelope& envelope)
+{
+    // The signature and the expiry are checked against the server's key alone: no database
+    // read, so any number of servers sharing the key can check a session.
+    const std::optional<SessionClaims> claims
+        = m_server->tokens().verify(toBytes(envelope.authenticate().session_token()));
+    if (!claims) {
+        qCInfo(lcServerAuth) << "Refused a forged or malformed session token";
+        sendError(envelope.request_id(), v1::INVALID_TOKEN,
+            QStringLiteral("the session token is not valid"));
+        return;
+    }
+    if (m_server->isDeviceRemoved(claims->deviceId)) {
+        sendError(envelope.request_id(), v1::DEVICE_REMOVED,
+            QStringLiteral("this device was removed from its account; sign in again"));
+        return;
+    }
+    if (claims->expiresMs <= nowMs()) {
+        sendError(envelope.request_id(), v1::SESSION_EXPIRED,
+            QStringLiteral("the session token has expired; resume with the device token"));
+        return;
+    }
+    becomeAuthenticated(envelope.request_id(), claims->userId, claims->userName,
+        claims->deviceId, {}, false, claims->expiresMs);
+}
+
+void ClientConnection::handleRefreshSession(const v1::Envelope& envelope)
+{
+    SessionClaims claims;
+    claims.userId = m_userId;
+    claims.userName = m_userName;
+    claims.deviceId = m_deviceId;
+    claims.issuedMs = nowMs();
+    claims.expiresMs = claims.issuedMs
+        + std::chrono::duration_cast<std::chrono::milliseconds>(
+            m_server->config().sessionLifetime)
+              .count();
+
+    v1::Envelope reply;
+    reply.set_request_id(envelope.request_id());
+    reply.mutable_session_token()->set_session_token(toStd(m_server->tokens().issue(claims)));
+    reply.mutable_session_token()->set_expires_ms(claims.expiresMs);
+    sendEnvelope(reply);
 }
 
 void ClientConnection::becomeAuthenticated(quint64 requestId, qint64 userId,
-    const QString& userName, quint64 deviceId, const QByteArray& newToken)
+    const QString& userName, quint64 deviceId, const QByteArray& newDeviceToken,
+    bool issueSession, qint64 sessionExpiresMs)
 {
     m_state = State::Authenticated;
     m_userId = userId;
@@ -280,180 +439,106 @@ void ClientConnection::becomeAuthenticated(quint64 requestId, qint64 userId,
     v1::Authenticated* authenticated = reply.mutable_authenticated();
     authenticated->set_user_name(toStd(userName));
     authenticated->set_device_id(deviceId);
-    authenticated->set_device_token(toStd(newToken));
+    authenticated->set_device_token(toStd(newDeviceToken));
     if (Result<quint64> offset = m_server->store().lastOffset(userId)) {
         authenticated->set_last_offset(offset.value());
     }
-    send(reply);
+    if (issueSession) {
+        SessionClaims claims;
+        claims.userId = userId;
+        claims.userName = userName;
+        claims.deviceId = deviceId;
+        claims.issuedMs = nowMs();
+        claims.expiresMs = claims.issuedMs
+            + std::chrono::duration_cast<std::chrono::milliseconds>(
+                m_server->config().sessionLifetime)
+                  .count();
+        authenticated->set_session_token(toStd(m_server->tokens().issue(claims)));
+        sessionExpiresMs = claims.expiresMs;
+    }
+    authenticated->set_session_expires_ms(sessionExpiresMs);
+    sendEnvelope(reply);
+
+    m_server->connectionAuthenticated(this);
+    m_server->sendPresenceSnapshot(this);
 }
 
-void ClientConnection::handleSend(quint64 requestId, const v1::SendMessage& request)
-{
-    NewMessage message;
-    message.messageId = toBytes(request.message_id());
-    message.conversationId = toQString(request.conversation_id());
-    message.senderUserId = m_userId;
-    message.senderName = m_userName;
-    message.senderDeviceId = m_deviceId;
-    message.body = toBytes(request.body());
+// Sending ------------------------------------------------------------------------------------
 
-    if (!MessageId::fromBytes(message.messageId)) {
-        sendError(requestId, v1::BAD_REQUEST, QStringLiteral("a message id is 16 bytes"),
-            message.messageId);
-        return;
-    }
-    if (message.body.size() > m_server->config().maxBodyBytes) {
-        sendError(requestId, v1::BODY_TOO_LARGE,
-            u"a message body is at most " + QString::number(m_server->config().maxBodyBytes)
-                + u" bytes",
-            message.messageId);
-        return;
-    }
-
-    Result<StoredMessageAck> stored = m_server->store().appendMessage(message);
-    if (!stored) {
-        const QString& kind = stored.error().kind;
-        int code = v1::INTERNAL;
-        if (kind == StoreError::UnknownRecipient) {
-            code = v1::UNKNOWN_RECIPIENT;
-        } else if (kind == StoreError::NotAMember) {
-            code = v1::NOT_A_MEMBER;
-        } else if (kind == StoreError::IdConflict) {
-            code = v1::DUPLICATE_ID_CONFLICT;
-        } else {
-            qCWarning(lcServer) << "Could not store a message:" << stored.error().message;
-        }
-        sendError(requestId, code, stored.error().message, message.messageId);
-        return;
-    }
-
-    qCDebug(lcServer) << "Stored" << describe(message.messageId) << "as seq" << stored->seq
-                      << (stored->alreadyStored ? "(resend)" : "");
-    v1::Envelope reply;
-    reply.set_request_id(requestId);
-    v1::SendAck* ack = reply.mutable_send_ack();
-    ack->set_message_id(request.message_id());
-    ack->set_conversation_id(request.conversation_id());
-    ack->set_seq(stored->seq);
-    ack->set_server_time_ms(stored->serverTimeMs);
-    send(reply);
-
-    if (!stored->alreadyStored) {
-        m_server->notifyEventsAppended(stored->notifiedUserIds);
-    }
-}
-
-void ClientConnection::handleSync(quint64 requestId, const v1::SyncRequest& request)
-{
-    // A new sync request restarts the stream from the offset the client names: it is the
-    // client's word on what it has committed.
-    if (m_live) {
-        m_server->removeLiveConnection(m_userId, this);
-        m_live = false;
-    }
-    const int serverLimit = m_server->config().syncBatchLimit;
-    const int limit = request.max_events() == 0
-        ? serverLimit
-        : static_cast<int>(std::min<quint32>(request.max_events(), static_cast<quint32>(serverLimit)));
-    streamEvents(requestId, request.after_offset(), limit);
-}
-
-bool ClientConnection::streamEvents(quint64 requestId, quint64 afterOffset, int limit)
-{
-    Result<EventPage> page = m_server->store().eventsAfter(m_userId, afterOffset, limit);
-    if (!page) {
-        qCWarning(lcServer) << "Could not read events:" << page.error().message;
-        sendError(requestId, v1::INTERNAL, QStringLiteral("could not read the event log"));
-        return true;
-    }
-    // A push with nothing new says nothing; an answer to a request always goes out.
-    if (requestId == 0 && page->events.isEmpty()) {
-        return true;
-    }
-
-    v1::Envelope reply;
-    reply.set_request_id(requestId);
-    v1::EventBatch* batch = reply.mutable_events();
-    quint64 lastOffset = afterOffset;
-    bool caughtUp = page->caughtUp;
-    qsizetype batchBytes = 0;
-    for (const LogEvent& logEvent : std::as_const(page->events)) {
-        // A byte budget as well as a count, so that large bodies cannot make a frame of many
-        // megabytes; the rest follows in the next batch.
-        if (batchBytes > MaxBatchBytes) {
-            caughtUp = false;
-            break;
-        }
-        batchBytes += logEvent.body.size() + logEvent.conversationId.size() + 64;
-        v1::Event* event = batch->add_events();
-        event->set_offset(logEvent.offset);
-        v1::MessageEvent* message = event->mutable_message();
-        message->set_message_id(toStd(logEvent.messageId));
-        message->set_conversation_id(toStd(logEvent.conversationId));
-        message->set_seq(logEvent.seq);
-        message->set_sender(toStd(logEvent.sender));
-        message->set_sender_device(logEvent.senderDeviceId);
-        message->set_body(toStd(logEvent.body));
-        message->set_server_time_ms(logEvent.serverTimeMs);
-        lastOffset = logEvent.offset;
-    }
-    batch->set_caught_up(caughtUp);
-    batch->set_last_offset(lastOffset);
-    send(reply);
-
-    // Once a client has everything up to the end of its log, later commits are pushed to it.
-    // The cursor makes the switch exact: a push sends only what lies after what was sent, and
-    // nothing can commit between reading this page and registering, as both run on this thread.
-    if (m_live) {
-        m_cursor = lastOffset;
-    } else if (caughtUp) {
-        m_cursor = lastOffset;
-        m_live = true;
-        m_server->addLiveConnection(m_userId, this);
-    }
-    return caughtUp;
-}
-
-void ClientConnection::pushNewEvents()
-{
-    // Events are read back from the log rather than taken from the commit that announced them,
-    // so a push can never skip or repeat an offset whatever order commits arrive in. Each pass
-    // sends one bounded batch; the loop ends when the log is drained or the socket is closed.
-    while (m_live && m_state == State::Authenticated) {
-        if (streamEvents(0, m_cursor, m_server->config().syncBatchLimit)) {
-            return;
-        }
-    }
-}
-
-void ClientConnection::send(const v1::Envelope& envelope)
+void ClientConnection::sendEnvelope(const v1::Envelope& envelope)
 {
     if (m_state == State::Closed && !envelope.has_error()) {
         return;
     }
-    m_socket->sendBinaryMessage(encodeFrame(envelope));
+    const QByteArray frame = encodeFrame(envelope);
+    m_socket->sendBinaryMessage(frame);
+    ++m_server->metrics().framesOut;
+    m_server->metrics().bytesOut += static_cast<quint64>(frame.size());
+
+    // A client that does not read would make the server buffer for it without end. Past the
+    // bound it is disconnected; it catches up from its stored offset when it comes back.
+    if (m_state != State::Closed && m_socket->bytesToWrite() > m_server->config().maxQueuedBytes) {
+        qCInfo(lcServer) << "Disconnecting a slow consumer:" << m_userName << "device"
+                         << m_deviceId << "with" << m_socket->bytesToWrite() << "bytes queued";
+        closeWith(CloseCode::SlowConsumer, QStringLiteral("too slow; reconnect and catch up"));
+    }
 }
 
-void ClientConnection::sendError(
-    quint64 requestId, int code, const QString& message, const QByteArray& messageId)
+void ClientConnection::sendOk(quint64 requestId)
 {
     v1::Envelope reply;
     reply.set_request_id(requestId);
+    reply.mutable_ok();
+    sendEnvelope(reply);
+}
+
+void ClientConnection::sendError(quint64 requestId, int code, const QString& message,
+    const QByteArray& messageId, quint32 retryAfterMs)
+{
+    const auto errorCode = static_cast<v1::ErrorCode>(code);
+    m_server->metrics().countError(QString::fromStdString(v1::ErrorCode_Name(errorCode)));
+
+    v1::Envelope reply;
+    reply.set_request_id(requestId);
     v1::Error* error = reply.mutable_error();
-    error->set_code(static_cast<v1::ErrorCode>(code));
+    error->set_code(errorCode);
     error->set_message(toStd(message));
     if (!messageId.isEmpty()) {
         error->set_message_id(toStd(messageId));
     }
-    send(reply);
+    error->set_retry_after_ms(retryAfterMs);
+    sendEnvelope(reply);
+}
+
+void ClientConnection::sendStoreError(quint64 requestId, const QString& kind,
+    const QString& message, const QByteArray& messageId)
+{
+    int code = v1::INTERNAL;
+    if (kind == StoreError::UnknownRecipient) {
+        code = v1::UNKNOWN_RECIPIENT;
+    } else if (kind == StoreError::NotAMember) {
+        code = v1::NOT_A_MEMBER;
+    } else if (kind == StoreError::IdConflict) {
+        code = v1::DUPLICATE_ID_CONFLICT;
+    } else if (kind == StoreError::NotFound) {
+        code = v1::NOT_FOUND;
+    } else if (kind == StoreError::BadRequest) {
+        code = v1::BAD_REQUEST;
+    } else {
+        qCWarning(lcServer) << "Storage failed:" << message;
+    }
+    // Internal details stay in the log; the client learns only that it may retry.
+    sendError(requestId, code,
+        code == v1::INTERNAL ? QStringLiteral("the server could not complete the request")
+                             : message,
+        messageId);
 }
 
 void ClientConnection::closeWithError(int code, const QString& message, int closeCode)
 {
-    qCInfo(lcServer) << "Closing a connection:" << message;
+    qCInfo(lcServer) << "Refusing a connection:" << message;
     sendError(0, code, message);
-    m_state = State::Closed;
-    m_socket->close(static_cast<QWebSocketProtocol::CloseCode>(closeCode), message);
+    closeWith(closeCode, message);
 }
 
 } // namespace ferry::server

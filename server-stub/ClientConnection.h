@@ -1,17 +1,13 @@
 #pragma once
 
+#include <QElapsedTimer>
 #include <QObject>
+#include <QString>
 
 class QWebSocket;
 
 namespace ferry::v1 {
 class Envelope;
-class Hello;
-class Register;
-class Login;
-class Resume;
-class SendMessage;
-class SyncRequest;
 }
 
 namespace ferry::server {
@@ -20,11 +16,13 @@ class ChatServer;
 
 /// The server's side of one client's WebSocket. It walks through a small state machine:
 ///
-///   AwaitingHello --Hello--> AwaitingAuth --Register/Login/Resume--> Authenticating
-///   Authenticating --password or token checked--> Authenticated
+///   AwaitingHello --Hello--> AwaitingAuth --Register/Login--> Authenticating --> Authenticated
+///   AwaitingAuth --Resume/Authenticate--> Authenticated
 ///   Authenticated --SyncRequest answered with caught_up--> live (new events are pushed)
 ///
-/// Any state can end in Closed. The connection deletes itself once its socket is gone.
+/// Any state can end in Closed; the connection deletes itself once its socket is gone. It also
+/// enforces the per-connection limits: a request rate (token bucket), a bound on unsent output,
+/// the time allowed to authenticate and the heartbeat.
 class ClientConnection : public QObject {
     Q_OBJECT
 public:
@@ -33,36 +31,65 @@ public:
     ClientConnection(QWebSocket* socket, ChatServer* server);
     ~ClientConnection() override;
 
+    State state() const { return m_state; }
+    qint64 userId() const { return m_userId; }
+    const QString& userName() const { return m_userName; }
+    quint64 deviceId() const { return m_deviceId; }
+    /// Bytes written to the socket and not yet handed to the kernel.
+    qint64 queuedBytes() const;
+
     /// Sends every event of this user committed after the connection's cursor.
     void pushNewEvents();
-
-    /// Closes the socket with a close code telling the client to come back later.
-    void closeForShutdown();
+    /// Sends one frame; closes the connection as a slow consumer if its backlog is too large.
+    void sendEnvelope(const v1::Envelope& envelope);
+    /// Closes with a close code and reason; the socket is dropped if the peer does not answer.
+    void closeWith(int closeCode, const QString& reason);
+    /// Enforces the authentication timeout and the heartbeat; called by the server's sweep.
+    void checkDeadlines(qint64 nowMs);
 
 private:
     void handleBinaryMessage(const QByteArray& frame);
     void handleTextMessage(const QString& text);
     void handleDisconnected();
+    void dispatch(const v1::Envelope& envelope);
+    bool takeRequestToken(const v1::Envelope& envelope);
 
-    void handleHello(quint64 requestId, const v1::Hello& hello);
-    void handleRegister(quint64 requestId, const v1::Register& request);
-    void handleLogin(quint64 requestId, const v1::Login& request);
-    void handleResume(quint64 requestId, const v1::Resume& request);
-    void handleSend(quint64 requestId, const v1::SendMessage& request);
-    void handleSync(quint64 requestId, const v1::SyncRequest& request);
-
-    /// Creates a device for a user whose password was just checked, and answers.
+    // Authentication (ClientConnection.cpp).
+    void handleHello(const v1::Envelope& envelope);
+    void handleRegister(const v1::Envelope& envelope);
+    void handleLogin(const v1::Envelope& envelope);
+    void handleResume(const v1::Envelope& envelope);
+    void handleAuthenticate(const v1::Envelope& envelope);
+    void handleRefreshSession(const v1::Envelope& envelope);
     void finishDeviceLogin(quint64 requestId, qint64 userId, const QString& userName,
         const QString& deviceName);
     void becomeAuthenticated(quint64 requestId, qint64 userId, const QString& userName,
-        quint64 deviceId, const QByteArray& newToken);
+        quint64 deviceId, const QByteArray& newDeviceToken, bool issueSession,
+        qint64 sessionExpiresMs);
+
+    // Requests of an authenticated device (ConnectionRequests.cpp).
+    void handleSend(const v1::Envelope& envelope);
+    void handleSync(const v1::Envelope& envelope);
+    void handleListDevices(const v1::Envelope& envelope);
+    void handleRenameDevice(const v1::Envelope& envelope);
+    void handleRemoveDevice(const v1::Envelope& envelope);
+    void handleCreateGroup(const v1::Envelope& envelope);
+    void handleAddMembers(const v1::Envelope& envelope);
+    void handleRemoveMember(const v1::Envelope& envelope);
+    void handleLeave(const v1::Envelope& envelope);
+    void handleReceipt(const v1::Envelope& envelope);
+    void handleHistory(const v1::Envelope& envelope);
+    void handleTyping(const v1::Envelope& envelope);
 
     /// Sends one batch of events after `afterOffset`, answering `requestId` (0 for a push), and
     /// turns the connection live when the batch reaches the end of the log. Returns whether it did.
     bool streamEvents(quint64 requestId, quint64 afterOffset, int limit);
 
-    void send(const v1::Envelope& envelope);
+    void sendOk(quint64 requestId);
     void sendError(quint64 requestId, int code, const QString& message,
+        const QByteArray& messageId = {}, quint32 retryAfterMs = 0);
+    /// Maps a store error onto the protocol's error codes and sends it.
+    void sendStoreError(quint64 requestId, const QString& kind, const QString& message,
         const QByteArray& messageId = {});
     void closeWithError(int code, const QString& message, int closeCode);
 
@@ -72,8 +99,16 @@ private:
     qint64 m_userId = 0;
     QString m_userName;
     quint64 m_deviceId = 0;
+
     bool m_live = false;
     quint64 m_cursor = 0; ///< newest offset sent to this connection while live
+
+    qint64 m_connectedMs = 0;
+    qint64 m_lastHeardMs = 0;   ///< any frame or pong
+    bool m_pingOutstanding = false;
+
+    double m_requestTokens = 0; ///< token bucket of the request rate limit
+    qint64 m_tokensRefilledMs = 0;
 };
 
 } // namespace ferry::server

@@ -2,10 +2,14 @@
 
 #include "core/ConversationId.h"
 #include "core/Logging.h"
+#include "core/MessageId.h"
 #include "core/SqlSupport.h"
 
 #include <QDateTime>
 #include <QDir>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QSqlQuery>
 #include <QUuid>
 #include <QVariant>
@@ -17,12 +21,14 @@ namespace {
     // "FRSV": marks the file as a Ferry server database.
     constexpr qint64 ApplicationId = 0x46525356;
 
-    enum class ConversationKind { Direct = 1 };
-    enum class EventKind { Message = 1 };
+    enum class ConversationKind { Direct = 1, Group = 2 };
+    enum class EntryKind { Message = 0, Membership = 1 };
+    enum class EventKind { Message = 1, Membership = 2, Receipt = 3 };
 
     // Each entry upgrades the schema from its index to the next version; released entries are
     // never edited, a new version appends a step.
     const QList<QStringList> Migrations = {
+        // 1: accounts, devices, direct conversations, messages, per-user event logs.
         {
             QStringLiteral("CREATE TABLE users ("
                            " id INTEGER PRIMARY KEY,"
@@ -55,7 +61,6 @@ namespace {
                            " body BLOB NOT NULL,"
                            " server_time_ms INTEGER NOT NULL,"
                            " UNIQUE (conversation_id, seq))"),
-            // One log per user; offsets are dense and strictly increasing per user.
             QStringLiteral("CREATE TABLE events ("
                            " user_id INTEGER NOT NULL REFERENCES users (id),"
                            " log_offset INTEGER NOT NULL,"
@@ -63,7 +68,118 @@ namespace {
                            " message_ref INTEGER REFERENCES messages (id),"
                            " PRIMARY KEY (user_id, log_offset)) WITHOUT ROWID"),
         },
+        // 2: groups (titles, membership changes as history entries), receipts, device removal.
+        // The event log loses its foreign key, as an event now refers to a message or a receipt.
+        {
+            QStringLiteral("ALTER TABLE devices ADD COLUMN removed_ms INTEGER"),
+            QStringLiteral("ALTER TABLE conversations ADD COLUMN title TEXT NOT NULL DEFAULT ''"),
+            QStringLiteral("ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0"),
+            QStringLiteral("CREATE INDEX members_by_user ON members (user_id, conversation_id)"),
+            QStringLiteral("CREATE TABLE receipts ("
+                           " conversation_id TEXT NOT NULL REFERENCES conversations (id),"
+                           " user_id INTEGER NOT NULL REFERENCES users (id),"
+                           " delivered_seq INTEGER NOT NULL DEFAULT 0,"
+                           " read_seq INTEGER NOT NULL DEFAULT 0,"
+                           " PRIMARY KEY (conversation_id, user_id)) WITHOUT ROWID"),
+            QStringLiteral("CREATE TABLE receipt_log ("
+                           " id INTEGER PRIMARY KEY,"
+                           " conversation_id TEXT NOT NULL,"
+                           " user_id INTEGER NOT NULL,"
+                           " device_id INTEGER NOT NULL,"
+                           " kind INTEGER NOT NULL,"
+                           " up_to_seq INTEGER NOT NULL,"
+                           " created_ms INTEGER NOT NULL)"),
+            QStringLiteral("CREATE TABLE events_v2 ("
+                           " user_id INTEGER NOT NULL,"
+                           " log_offset INTEGER NOT NULL,"
+                           " kind INTEGER NOT NULL,"
+                           " ref INTEGER NOT NULL,"
+                           " PRIMARY KEY (user_id, log_offset)) WITHOUT ROWID"),
+            QStringLiteral("INSERT INTO events_v2 (user_id, log_offset, kind, ref)"
+                           " SELECT user_id, log_offset, kind, message_ref FROM events"),
+            QStringLiteral("DROP TABLE events"),
+            QStringLiteral("ALTER TABLE events_v2 RENAME TO events"),
+        },
     };
+
+    QString actionName(MembershipAction action)
+    {
+        switch (action) {
+        case MembershipAction::Created:
+            return QStringLiteral("created");
+        case MembershipAction::Added:
+            return QStringLiteral("added");
+        case MembershipAction::Removed:
+            return QStringLiteral("removed");
+        case MembershipAction::Left:
+            return QStringLiteral("left");
+        }
+        return {};
+    }
+
+    // A membership change is kept as a small JSON document in the entry's body. It is written
+    // and read only here; clients receive it as a typed MembershipEvent.
+    QByteArray encodeMembership(const MembershipRecord& change)
+    {
+        QJsonObject object;
+        object[u"action"] = actionName(change.action);
+        object[u"actor"] = change.actor;
+        object[u"subjects"] = QJsonArray::fromStringList(change.subjects);
+        object[u"title"] = change.title;
+        object[u"members"] = QJsonArray::fromStringList(change.members);
+        return QJsonDocument(object).toJson(QJsonDocument::Compact);
+    }
+
+    MembershipRecord decodeMembership(const QByteArray& body)
+    {
+        const QJsonObject object = QJsonDocument::fromJson(body).object();
+        MembershipRecord change;
+        const QString action = object[u"action"].toString();
+        for (auto candidate : { MembershipAction::Created, MembershipAction::Added,
+                 MembershipAction::Removed, MembershipAction::Left }) {
+            if (actionName(candidate) == action) {
+                change.action = candidate;
+            }
+        }
+        change.actor = object[u"actor"].toString();
+        change.title = object[u"title"].toString();
+        for (const QJsonValue& value : object[u"subjects"].toArray()) {
+            change.subjects.append(value.toString());
+        }
+        for (const QJsonValue& value : object[u"members"].toArray()) {
+            change.members.append(value.toString());
+        }
+        return change;
+    }
+
+    // Columns of a conversation entry, in the order readEntry expects them, for a query that
+    // joins messages as m and the sender's user row as u.
+    const QString EntryColumns = QStringLiteral(
+        "m.message_id, m.conversation_id, m.seq, u.name, m.sender_device_id, m.body,"
+        " m.server_time_ms, m.kind");
+
+    ConversationEntry readEntry(const QSqlQuery& query, int first)
+    {
+        ConversationEntry entry;
+        entry.messageId = query.value(first).toByteArray();
+        entry.conversationId = query.value(first + 1).toString();
+        entry.seq = query.value(first + 2).toULongLong();
+        entry.sender = query.value(first + 3).toString();
+        entry.senderDeviceId = query.value(first + 4).toULongLong();
+        entry.body = query.value(first + 5).toByteArray();
+        entry.serverTimeMs = query.value(first + 6).toLongLong();
+        if (query.value(first + 7).toInt() == static_cast<int>(EntryKind::Membership)) {
+            entry.membership = decodeMembership(entry.body);
+            entry.body.clear();
+        }
+        return entry;
+    }
+
+    Error notAMember()
+    {
+        return Error { StoreError::NotAMember,
+            QStringLiteral("no such conversation, or you are not a member of it") };
+    }
 
 } // namespace
 
@@ -80,6 +196,11 @@ SqliteServerStore::~SqliteServerStore()
         db.close();
     }
     QSqlDatabase::removeDatabase(m_connectionName);
+}
+
+QSqlDatabase SqliteServerStore::database() const
+{
+    return QSqlDatabase::database(m_connectionName, false);
 }
 
 Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString& dataDir)
@@ -103,13 +224,23 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString
     return store;
 }
 
+Result<Done> SqliteServerStore::ping()
+{
+    QSqlQuery query(database());
+    if (!query.exec(QStringLiteral("SELECT 1")) || !query.next()) {
+        return storageError(QStringLiteral("the database does not answer"), query);
+    }
+    return Done {};
+}
+
+// Accounts and devices -----------------------------------------------------------------------
+
 Result<UserRecord> SqliteServerStore::createUser(
     const QString& name, const QByteArray& passwordHash)
 {
-    QSqlQuery query(QSqlDatabase::database(m_connectionName));
-    query.prepare(QStringLiteral(
-        "INSERT INTO users (name, password_hash, created_ms) VALUES (?, ?, ?)"
-        " ON CONFLICT (name) DO NOTHING"));
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("INSERT INTO users (name, password_hash, created_ms)"
+                                 " VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING"));
     query.addBindValue(name);
     query.addBindValue(QString::fromLatin1(passwordHash));
     query.addBindValue(QDateTime::currentMSecsSinceEpoch());
@@ -124,7 +255,7 @@ Result<UserRecord> SqliteServerStore::createUser(
 
 std::optional<UserRecord> SqliteServerStore::findUser(const QString& name)
 {
-    QSqlQuery query(QSqlDatabase::database(m_connectionName));
+    QSqlQuery query(database());
     query.prepare(QStringLiteral("SELECT id, password_hash FROM users WHERE name = ?"));
     query.addBindValue(name);
     if (!query.exec() || !query.next()) {
@@ -136,13 +267,14 @@ std::optional<UserRecord> SqliteServerStore::findUser(const QString& name)
 Result<DeviceRecord> SqliteServerStore::createDevice(
     qint64 userId, const QString& name, const QByteArray& tokenHash)
 {
-    QSqlQuery query(QSqlDatabase::database(m_connectionName));
+    const qint64 now = QDateTime::currentMSecsSinceEpoch();
+    QSqlQuery query(database());
     query.prepare(QStringLiteral(
         "INSERT INTO devices (user_id, name, token_hash, created_ms) VALUES (?, ?, ?, ?)"));
     query.addBindValue(userId);
     query.addBindValue(name);
     query.addBindValue(tokenHash);
-    query.addBindValue(QDateTime::currentMSecsSinceEpoch());
+    query.addBindValue(now);
     if (!query.exec()) {
         return storageError(QStringLiteral("could not create a device"), query);
     }
@@ -151,14 +283,16 @@ Result<DeviceRecord> SqliteServerStore::createDevice(
     device.userId = userId;
     device.name = name;
     device.tokenHash = tokenHash;
+    device.createdMs = now;
     return device;
 }
 
 std::optional<DeviceRecord> SqliteServerStore::findDevice(quint64 deviceId)
 {
-    QSqlQuery query(QSqlDatabase::database(m_connectionName));
-    query.prepare(QStringLiteral("SELECT d.user_id, u.name, d.name, d.token_hash"
-                                 " FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?"));
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral(
+        "SELECT d.user_id, u.name, d.name, d.token_hash, d.created_ms, d.removed_ms"
+        " FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?"));
     query.addBindValue(static_cast<qint64>(deviceId));
     if (!query.exec() || !query.next()) {
         return std::nullopt;
@@ -169,18 +303,90 @@ std::optional<DeviceRecord> SqliteServerStore::findDevice(quint64 deviceId)
     device.userName = query.value(1).toString();
     device.name = query.value(2).toString();
     device.tokenHash = query.value(3).toByteArray();
+    device.createdMs = query.value(4).toLongLong();
+    device.removed = !query.isNull(5);
     return device;
 }
 
+Result<QList<DeviceRecord>> SqliteServerStore::listDevices(qint64 userId)
+{
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("SELECT id, name, created_ms FROM devices"
+                                 " WHERE user_id = ? AND removed_ms IS NULL ORDER BY id"));
+    query.addBindValue(userId);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not list devices"), query);
+    }
+    QList<DeviceRecord> devices;
+    while (query.next()) {
+        DeviceRecord device;
+        device.id = query.value(0).toULongLong();
+        device.userId = userId;
+        device.name = query.value(1).toString();
+        device.createdMs = query.value(2).toLongLong();
+        devices.append(device);
+    }
+    return devices;
+}
+
+Result<Done> SqliteServerStore::renameDevice(qint64 userId, quint64 deviceId, const QString& name)
+{
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("UPDATE devices SET name = ?"
+                                 " WHERE id = ? AND user_id = ? AND removed_ms IS NULL"));
+    query.addBindValue(name);
+    query.addBindValue(static_cast<qint64>(deviceId));
+    query.addBindValue(userId);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not rename a device"), query);
+    }
+    if (query.numRowsAffected() != 1) {
+        return Error { StoreError::NotFound, QStringLiteral("your account has no such device") };
+    }
+    return Done {};
+}
+
+Result<Done> SqliteServerStore::removeDevice(qint64 userId, quint64 deviceId)
+{
+    QSqlQuery query(database());
+    // The token hash goes too: nothing of the device's credentials outlives its removal.
+    query.prepare(QStringLiteral("UPDATE devices SET removed_ms = ?, token_hash = x''"
+                                 " WHERE id = ? AND user_id = ? AND removed_ms IS NULL"));
+    query.addBindValue(QDateTime::currentMSecsSinceEpoch());
+    query.addBindValue(static_cast<qint64>(deviceId));
+    query.addBindValue(userId);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not remove a device"), query);
+    }
+    if (query.numRowsAffected() != 1) {
+        return Error { StoreError::NotFound, QStringLiteral("your account has no such device") };
+    }
+    return Done {};
+}
+
+Result<QList<quint64>> SqliteServerStore::removedDeviceIds()
+{
+    QSqlQuery query(database());
+    if (!query.exec(QStringLiteral("SELECT id FROM devices WHERE removed_ms IS NOT NULL"))) {
+        return storageError(QStringLiteral("could not list removed devices"), query);
+    }
+    QList<quint64> ids;
+    while (query.next()) {
+        ids.append(query.value(0).toULongLong());
+    }
+    return ids;
+}
+
+// Messages and the event log -----------------------------------------------------------------
+
 Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& message)
 {
-    QSqlDatabase db = QSqlDatabase::database(m_connectionName);
-    WriteTransaction transaction(db);
+    WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
-        return storageError(QStringLiteral("could not start storing a message"),
-            transaction.error());
+        return storageError(
+            QStringLiteral("could not start storing a message"), transaction.error());
     }
-    QSqlQuery query(db);
+    QSqlQuery query(database());
 
     // A resend of a stored message is answered from what was stored the first time.
     query.prepare(QStringLiteral("SELECT conversation_id, seq, sender_user_id, server_time_ms"
@@ -202,32 +408,23 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
         return ack;
     }
 
-    // Find the conversation; a direct one comes into being with its first message.
-    quint64 lastSeq = 0;
-    query.prepare(QStringLiteral("SELECT last_seq FROM conversations WHERE id = ?"));
-    query.addBindValue(message.conversationId);
-    if (!query.exec()) {
-        return storageError(QStringLiteral("could not look up a conversation"), query);
-    }
+    // A direct conversation comes into being with its first message.
     const qint64 now = QDateTime::currentMSecsSinceEpoch();
-    if (query.next()) {
-        lastSeq = query.value(0).toULongLong();
-    } else {
+    Result<ConversationRecord> conversation = readConversation(message.conversationId);
+    if (!conversation && conversation.error().kind != StoreError::NotFound) {
+        return conversation.error();
+    }
+    if (!conversation) {
         const QStringList names = directConversationMembers(message.conversationId);
         if (!names.contains(message.senderName)) {
-            return Error { StoreError::NotAMember,
-                QStringLiteral("no such conversation, or the sender is not in it") };
+            return notAMember();
         }
-        QList<qint64> memberIds;
-        for (const QString& name : names) {
-            const std::optional<UserRecord> user = findUser(name);
-            if (!user) {
-                return Error { StoreError::UnknownRecipient, u"there is no user " + name };
-            }
-            memberIds.append(user->id);
+        Result<QList<qint64>> memberIds = userIds(names);
+        if (!memberIds) {
+            return memberIds.error();
         }
-        query.prepare(QStringLiteral(
-            "INSERT INTO conversations (id, kind, last_seq, created_ms) VALUES (?, ?, 0, ?)"));
+        query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, last_seq, created_ms)"
+                                     " VALUES (?, ?, 0, ?)"));
         query.addBindValue(message.conversationId);
         query.addBindValue(static_cast<int>(ConversationKind::Direct));
         query.addBindValue(now);
@@ -236,31 +433,29 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
         }
         query.prepare(QStringLiteral(
             "INSERT OR IGNORE INTO members (conversation_id, user_id) VALUES (?, ?)"));
-        for (const qint64 memberId : memberIds) {
+        for (const qint64 memberId : std::as_const(memberIds.value())) {
             query.addBindValue(message.conversationId);
             query.addBindValue(memberId);
             if (!query.exec()) {
                 return storageError(QStringLiteral("could not add a member"), query);
             }
         }
+        conversation = readConversation(message.conversationId);
+        if (!conversation) {
+            return conversation.error();
+        }
     }
 
     // Membership is checked on every send, not only when the conversation is created.
-    QList<qint64> memberIds;
-    query.prepare(QStringLiteral(
-        "SELECT user_id FROM members WHERE conversation_id = ? ORDER BY user_id"));
-    query.addBindValue(message.conversationId);
-    if (!query.exec()) {
-        return storageError(QStringLiteral("could not read the members"), query);
+    if (!conversation->members.contains(message.senderName)) {
+        return notAMember();
     }
-    while (query.next()) {
-        memberIds.append(query.value(0).toLongLong());
-    }
-    if (!memberIds.contains(message.senderUserId)) {
-        return Error { StoreError::NotAMember, QStringLiteral("the sender is not a member") };
+    Result<QList<qint64>> memberIds = userIds(conversation->members);
+    if (!memberIds) {
+        return memberIds.error();
     }
 
-    const quint64 seq = lastSeq + 1;
+    const quint64 seq = conversation->lastSeq + 1;
     query.prepare(QStringLiteral("UPDATE conversations SET last_seq = ? WHERE id = ?"));
     query.addBindValue(static_cast<qint64>(seq));
     query.addBindValue(message.conversationId);
@@ -270,7 +465,7 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
 
     query.prepare(QStringLiteral(
         "INSERT INTO messages (message_id, conversation_id, seq, sender_user_id,"
-        " sender_device_id, body, server_time_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"));
+        " sender_device_id, body, server_time_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
     query.addBindValue(message.messageId);
     query.addBindValue(message.conversationId);
     query.addBindValue(static_cast<qint64>(seq));
@@ -278,57 +473,65 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
     query.addBindValue(static_cast<qint64>(message.senderDeviceId));
     query.addBindValue(message.body);
     query.addBindValue(now);
+    query.addBindValue(static_cast<int>(EntryKind::Message));
     if (!query.exec()) {
         return storageError(QStringLiteral("could not store a message"), query);
     }
-    const qint64 messageRef = query.lastInsertId().toLongLong();
-
-    QSqlQuery bump(db);
-    bump.prepare(QStringLiteral(
-        "UPDATE users SET last_offset = last_offset + 1 WHERE id = ? RETURNING last_offset"));
-    QSqlQuery append(db);
-    append.prepare(QStringLiteral(
-        "INSERT INTO events (user_id, log_offset, kind, message_ref) VALUES (?, ?, ?, ?)"));
-    for (const qint64 memberId : std::as_const(memberIds)) {
-        bump.addBindValue(memberId);
-        if (!bump.exec() || !bump.next()) {
-            return storageError(QStringLiteral("could not advance an event log"), bump);
-        }
-        const qint64 offset = bump.value(0).toLongLong();
-        bump.finish();
-        append.addBindValue(memberId);
-        append.addBindValue(offset);
-        append.addBindValue(static_cast<int>(EventKind::Message));
-        append.addBindValue(messageRef);
-        if (!append.exec()) {
-            return storageError(QStringLiteral("could not append to an event log"), append);
-        }
+    const qint64 ref = query.lastInsertId().toLongLong();
+    if (auto appended = appendEvents(memberIds.value(), int(EventKind::Message), ref); !appended) {
+        return appended.error();
     }
 
     if (!transaction.commit()) {
         return storageError(QStringLiteral("could not commit a message"), transaction.error());
     }
-
     StoredMessageAck ack;
     ack.seq = seq;
     ack.serverTimeMs = now;
-    ack.notifiedUserIds = memberIds;
+    ack.notifiedUserIds = memberIds.value();
     return ack;
+}
+
+Result<Done> SqliteServerStore::appendEvents(const QList<qint64>& userIds, int kind, qint64 ref)
+{
+    QSqlQuery bump(database());
+    bump.prepare(QStringLiteral(
+        "UPDATE users SET last_offset = last_offset + 1 WHERE id = ? RETURNING last_offset"));
+    QSqlQuery append(database());
+    append.prepare(
+        QStringLiteral("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)"));
+    for (const qint64 userId : userIds) {
+        bump.addBindValue(userId);
+        if (!bump.exec() || !bump.next()) {
+            return storageError(QStringLiteral("could not advance an event log"), bump);
+        }
+        const qint64 offset = bump.value(0).toLongLong();
+        bump.finish();
+        append.addBindValue(userId);
+        append.addBindValue(offset);
+        append.addBindValue(kind);
+        append.addBindValue(ref);
+        if (!append.exec()) {
+            return storageError(QStringLiteral("could not append to an event log"), append);
+        }
+    }
+    return Done {};
 }
 
 Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOffset, int limit)
 {
-    QSqlQuery query(QSqlDatabase::database(m_connectionName));
+    QSqlQuery query(database());
     query.setForwardOnly(true);
     // One row more than asked tells whether the page reaches the end of the log.
-    query.prepare(QStringLiteral(
-        "SELECT e.log_offset, m.message_id, m.conversation_id, m.seq, u.name, m.sender_device_id,"
-        " m.body, m.server_time_ms"
-        " FROM events e"
-        " JOIN messages m ON m.id = e.message_ref"
-        " JOIN users u ON u.id = m.sender_user_id"
-        " WHERE e.user_id = ? AND e.log_offset > ?"
-        " ORDER BY e.log_offset LIMIT ?"));
+    query.prepare(u"SELECT e.log_offset, e.kind, " + EntryColumns
+        + u", r.conversation_id, ru.name, r.device_id, r.kind, r.up_to_seq"
+          u" FROM events e"
+          u" LEFT JOIN messages m ON e.kind IN (1, 2) AND m.id = e.ref"
+          u" LEFT JOIN users u ON u.id = m.sender_user_id"
+          u" LEFT JOIN receipt_log r ON e.kind = 3 AND r.id = e.ref"
+          u" LEFT JOIN users ru ON ru.id = r.user_id"
+          u" WHERE e.user_id = ? AND e.log_offset > ?"
+          u" ORDER BY e.log_offset LIMIT ?");
     query.addBindValue(userId);
     query.addBindValue(static_cast<qint64>(afterOffset));
     query.addBindValue(limit + 1);
@@ -343,13 +546,17 @@ Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOff
         }
         LogEvent event;
         event.offset = query.value(0).toULongLong();
-        event.messageId = query.value(1).toByteArray();
-        event.conversationId = query.value(2).toString();
-        event.seq = query.value(3).toULongLong();
-        event.sender = query.value(4).toString();
-        event.senderDeviceId = query.value(5).toULongLong();
-        event.body = query.value(6).toByteArray();
-        event.serverTimeMs = query.value(7).toLongLong();
+        if (query.value(1).toInt() == int(EventKind::Receipt)) {
+            ReceiptRecord receipt;
+            receipt.conversationId = query.value(10).toString();
+            receipt.userName = query.value(11).toString();
+            receipt.deviceId = query.value(12).toULongLong();
+            receipt.kind = static_cast<ReceiptKind>(query.value(13).toInt());
+            receipt.upToSeq = query.value(14).toULongLong();
+            event.receipt = receipt;
+        } else {
+            event.entry = readEntry(query, 2);
+        }
         page.events.append(std::move(event));
     }
     page.caughtUp = true;
@@ -358,13 +565,445 @@ Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOff
 
 Result<quint64> SqliteServerStore::lastOffset(qint64 userId)
 {
-    QSqlQuery query(QSqlDatabase::database(m_connectionName));
+    QSqlQuery query(database());
     query.prepare(QStringLiteral("SELECT last_offset FROM users WHERE id = ?"));
     query.addBindValue(userId);
     if (!query.exec() || !query.next()) {
         return storageError(QStringLiteral("could not read an event log's offset"), query);
     }
     return query.value(0).toULongLong();
+}
+
+// Conversations ------------------------------------------------------------------------------
+
+Result<ConversationRecord> SqliteServerStore::readConversation(const QString& conversationId)
+{
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("SELECT title, last_seq FROM conversations WHERE id = ?"));
+    query.addBindValue(conversationId);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not look up a conversation"), query);
+    }
+    if (!query.next()) {
+        return Error { StoreError::NotFound, QStringLiteral("no such conversation") };
+    }
+    ConversationRecord conversation;
+    conversation.id = conversationId;
+    conversation.title = query.value(0).toString();
+    conversation.lastSeq = query.value(1).toULongLong();
+
+    query.prepare(QStringLiteral("SELECT u.name, u.id FROM members m JOIN users u ON u.id = m.user_id"
+                                 " WHERE m.conversation_id = ? ORDER BY u.name"));
+    query.addBindValue(conversationId);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not read the members"), query);
+    }
+    while (query.next()) {
+        conversation.members.append(query.value(0).toString());
+        conversation.memberIds.append(query.value(1).toLongLong());
+    }
+    return conversation;
+}
+
+QString SqliteServerStore::userName(qint64 userId)
+{
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("SELECT name FROM users WHERE id = ?"));
+    query.addBindValue(userId);
+    return query.exec() && query.next() ? query.value(0).toString() : QString();
+}
+
+Result<QList<qint64>> SqliteServerStore::userIds(const QStringList& names)
+{
+    QList<qint64> ids;
+    for (const QString& name : names) {
+        const std::optional<UserRecord> user = findUser(name);
+        if (!user) {
+            return Error { StoreError::UnknownRecipient, u"there is no user " + name };
+        }
+        ids.append(user->id);
+    }
+    return ids;
+}
+
+Result<Done> SqliteServerStore::recordMembershipChange(const QString& conversationId,
+    qint64 actorUserId, const MembershipRecord& change, const QList<qint64>& userIds)
+{
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral(
+        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq"));
+    query.addBindValue(conversationId);
+    if (!query.exec() || !query.next()) {
+        return storageError(QStringLiteral("could not advance the sequence number"), query);
+    }
+    const qint64 seq = query.value(0).toLongLong();
+    query.finish();
+
+    query.prepare(QStringLiteral(
+        "INSERT INTO messages (message_id, conversation_id, seq, sender_user_id,"
+        " sender_device_id, body, server_time_ms, kind) VALUES (?, ?, ?, ?, 0, ?, ?, ?)"));
+    query.addBindValue(MessageId::generate().bytes());
+    query.addBindValue(conversationId);
+    query.addBindValue(seq);
+    query.addBindValue(actorUserId);
+    query.addBindValue(encodeMembership(change));
+    query.addBindValue(QDateTime::currentMSecsSinceEpoch());
+    query.addBindValue(static_cast<int>(EntryKind::Membership));
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not record a membership change"), query);
+    }
+    return appendEvents(userIds, int(EventKind::Membership), query.lastInsertId().toLongLong());
+}
+
+Result<ChangeResult> SqliteServerStore::createGroup(const QString& conversationId,
+    const QString& title, qint64 creatorUserId, const QStringList& memberNames)
+{
+    WriteTransaction transaction(database());
+    if (!transaction.isOpen()) {
+        return storageError(QStringLiteral("could not start creating a group"), transaction.error());
+    }
+    QSqlQuery query(database());
+    const QString creator = userName(creatorUserId);
+
+    // Creating the same group twice is a resend: answer with the group as it is.
+    Result<ConversationRecord> existing = readConversation(conversationId);
+    if (existing) {
+        if (!existing->members.contains(creator)) {
+            return Error { StoreError::IdConflict,
+                QStringLiteral("a conversation with this id exists already") };
+        }
+        return ChangeResult { existing.value(), {}, false };
+    }
+    if (existing.error().kind != StoreError::NotFound) {
+        return existing.error();
+    }
+
+    QStringList members = memberNames;
+    members.append(creator);
+    members.removeDuplicates();
+    members.sort();
+    Result<QList<qint64>> memberIds = userIds(members);
+    if (!memberIds) {
+        return memberIds.error();
+    }
+
+    query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, last_seq, created_ms, title)"
+                                 " VALUES (?, ?, 0, ?, ?)"));
+    query.addBindValue(conversationId);
+    query.addBindValue(static_cast<int>(ConversationKind::Group));
+    query.addBindValue(QDateTime::currentMSecsSinceEpoch());
+    query.addBindValue(title);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not create a group"), query);
+    }
+    query.prepare(QStringLiteral("INSERT INTO members (conversation_id, user_id) VALUES (?, ?)"));
+    for (const qint64 memberId : std::as_const(memberIds.value())) {
+        query.addBindValue(conversationId);
+        query.addBindValue(memberId);
+        if (!query.exec()) {
+            return storageError(QStringLiteral("could not add a member"), query);
+        }
+    }
+
+    MembershipRecord change;
+    change.action = MembershipAction::Created;
+    change.actor = creator;
+    change.subjects = members;
+    change.subjects.removeAll(creator);
+    change.title = title;
+    change.members = members;
+    if (auto recorded = recordMembershipChange(conversationId, creatorUserId, change,
+            memberIds.value());
+        !recorded) {
+        return recorded.error();
+    }
+    Result<ConversationRecord> created = readConversation(conversationId);
+    if (!created) {
+        return created.error();
+    }
+    if (!transaction.commit()) {
+        return storageError(QStringLiteral("could not commit a new group"), transaction.error());
+    }
+    return ChangeResult { created.value(), memberIds.value(), true };
+}
+
+Result<ChangeResult> SqliteServerStore::addMembers(
+    const QString& conversationId, qint64 actorUserId, const QStringList& names)
+{
+    WriteTransaction transaction(database());
+    if (!transaction.isOpen()) {
+        return storageError(QStringLiteral("could not start adding members"), transaction.error());
+    }
+    Result<ConversationRecord> conversation = this->conversation(conversationId, actorUserId);
+    if (!conversation) {
+        return conversation.error();
+    }
+    if (!conversationId.startsWith(u"group:")) {
+        return Error { StoreError::BadRequest, QStringLiteral("only groups take new members") };
+    }
+    QStringList added;
+    for (const QString& name : names) {
+        if (!conversation->members.contains(name) && !added.contains(name)) {
+            added.append(name);
+        }
+    }
+    if (added.isEmpty()) {
+        return ChangeResult { conversation.value(), {}, false };
+    }
+    Result<QList<qint64>> addedIds = userIds(added);
+    if (!addedIds) {
+        return addedIds.error();
+    }
+
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("INSERT INTO members (conversation_id, user_id) VALUES (?, ?)"));
+    for (const qint64 userId : std::as_const(addedIds.value())) {
+        query.addBindValue(conversationId);
+        query.addBindValue(userId);
+        if (!query.exec()) {
+            return storageError(QStringLiteral("could not add a member"), query);
+        }
+    }
+    QStringList members = conversation->members + added;
+    members.sort();
+    Result<QList<qint64>> memberIds = userIds(members);
+    if (!memberIds) {
+        return memberIds.error();
+    }
+
+    MembershipRecord change;
+    change.action = MembershipAction::Added;
+    change.actor = userName(actorUserId);
+    change.subjects = added;
+    change.title = conversation->title;
+    change.members = members;
+    if (auto recorded
+        = recordMembershipChange(conversationId, actorUserId, change, memberIds.value());
+        !recorded) {
+        return recorded.error();
+    }
+    Result<ConversationRecord> changed = readConversation(conversationId);
+    if (!changed) {
+        return changed.error();
+    }
+    if (!transaction.commit()) {
+        return storageError(QStringLiteral("could not commit new members"), transaction.error());
+    }
+    return ChangeResult { changed.value(), memberIds.value(), true };
+}
+
+Result<ChangeResult> SqliteServerStore::removeMember(
+    const QString& conversationId, qint64 actorUserId, const QString& name)
+{
+    WriteTransaction transaction(database());
+    if (!transaction.isOpen()) {
+        return storageError(QStringLiteral("could not start removing a member"),
+            transaction.error());
+    }
+    Result<ConversationRecord> conversation = this->conversation(conversationId, actorUserId);
+    if (!conversation) {
+        return conversation.error();
+    }
+    if (!conversationId.startsWith(u"group:")) {
+        return Error { StoreError::BadRequest, QStringLiteral("only groups lose members") };
+    }
+    if (!conversation->members.contains(name)) {
+        return Error { StoreError::NotFound, name + u" is not a member of this group" };
+    }
+    const std::optional<UserRecord> removed = findUser(name);
+    if (!removed) {
+        return Error { StoreError::NotFound, u"there is no user " + name };
+    }
+
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("DELETE FROM members WHERE conversation_id = ? AND user_id = ?"));
+    query.addBindValue(conversationId);
+    query.addBindValue(removed->id);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not remove a member"), query);
+    }
+
+    QStringList members = conversation->members;
+    members.removeAll(name);
+    Result<QList<qint64>> remainingIds = userIds(members);
+    if (!remainingIds) {
+        return remainingIds.error();
+    }
+    // The removed member hears of the removal (and of nothing after it).
+    QList<qint64> notified = remainingIds.value();
+    notified.append(removed->id);
+
+    MembershipRecord change;
+    change.action = removed->id == actorUserId ? MembershipAction::Left : MembershipAction::Removed;
+    change.actor = userName(actorUserId);
+    change.subjects = { name };
+    change.title = conversation->title;
+    change.members = members;
+    if (auto recorded = recordMembershipChange(conversationId, actorUserId, change, notified);
+        !recorded) {
+        return recorded.error();
+    }
+    Result<ConversationRecord> changed = readConversation(conversationId);
+    if (!changed) {
+        return changed.error();
+    }
+    if (!transaction.commit()) {
+        return storageError(QStringLiteral("could not commit a removal"), transaction.error());
+    }
+    return ChangeResult { changed.value(), notified, true };
+}
+
+Result<ConversationRecord> SqliteServerStore::conversation(
+    const QString& conversationId, qint64 viewerUserId)
+{
+    Result<ConversationRecord> conversation = readConversation(conversationId);
+    if (!conversation) {
+        return conversation.error().kind == StoreError::NotFound ? notAMember()
+                                                                 : conversation.error();
+    }
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral(
+        "SELECT 1 FROM members WHERE conversation_id = ? AND user_id = ?"));
+    query.addBindValue(conversationId);
+    query.addBindValue(viewerUserId);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not check a membership"), query);
+    }
+    if (!query.next()) {
+        return notAMember();
+    }
+    return conversation;
+}
+
+Result<HistoryPage> SqliteServerStore::history(
+    const QString& conversationId, qint64 viewerUserId, quint64 beforeSeq, int limit)
+{
+    // Membership is checked on reads as on writes: a former member reads nothing here.
+    Result<ConversationRecord> conversation = this->conversation(conversationId, viewerUserId);
+    if (!conversation) {
+        return conversation.error();
+    }
+    const quint64 before = beforeSeq == 0 ? conversation->lastSeq + 1 : beforeSeq;
+
+    QSqlQuery query(database());
+    query.setForwardOnly(true);
+    query.prepare(u"SELECT " + EntryColumns
+        + u" FROM messages m JOIN users u ON u.id = m.sender_user_id"
+          u" WHERE m.conversation_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?");
+    query.addBindValue(conversationId);
+    query.addBindValue(static_cast<qint64>(before));
+    query.addBindValue(limit + 1);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not read the history"), query);
+    }
+    HistoryPage page;
+    while (query.next()) {
+        if (page.entries.size() == limit) {
+            page.hasMore = true;
+            break;
+        }
+        page.entries.prepend(readEntry(query, 0));
+    }
+    return page;
+}
+
+// Receipts and contacts ----------------------------------------------------------------------
+
+Result<ChangeResult> SqliteServerStore::recordReceipt(qint64 userId, quint64 deviceId,
+    const QString& conversationId, ReceiptKind kind, quint64 upToSeq)
+{
+    WriteTransaction transaction(database());
+    if (!transaction.isOpen()) {
+        return storageError(QStringLiteral("could not start a receipt"), transaction.error());
+    }
+    Result<ConversationRecord> conversation = this->conversation(conversationId, userId);
+    if (!conversation) {
+        return conversation.error();
+    }
+    // A receipt cannot run ahead of the conversation.
+    const quint64 upTo = std::min(upToSeq, conversation->lastSeq);
+
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("SELECT delivered_seq, read_seq FROM receipts"
+                                 " WHERE conversation_id = ? AND user_id = ?"));
+    query.addBindValue(conversationId);
+    query.addBindValue(userId);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not read receipts"), query);
+    }
+    quint64 delivered = 0;
+    quint64 read = 0;
+    if (query.next()) {
+        delivered = query.value(0).toULongLong();
+        read = query.value(1).toULongLong();
+    }
+    query.finish();
+
+    // Marks only move forward, and reading a message implies having received it.
+    const quint64 current = kind == ReceiptKind::Read ? read : delivered;
+    if (upTo <= current) {
+        return ChangeResult { conversation.value(), {}, false };
+    }
+    if (kind == ReceiptKind::Read) {
+        read = upTo;
+    }
+    delivered = std::max(delivered, upTo);
+
+    query.prepare(QStringLiteral(
+        "INSERT INTO receipts (conversation_id, user_id, delivered_seq, read_seq)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, user_id)"
+        " DO UPDATE SET delivered_seq = excluded.delivered_seq, read_seq = excluded.read_seq"));
+    query.addBindValue(conversationId);
+    query.addBindValue(userId);
+    query.addBindValue(static_cast<qint64>(delivered));
+    query.addBindValue(static_cast<qint64>(read));
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not store a receipt"), query);
+    }
+    query.prepare(QStringLiteral("INSERT INTO receipt_log (conversation_id, user_id, device_id,"
+                                 " kind, up_to_seq, created_ms) VALUES (?, ?, ?, ?, ?, ?)"));
+    query.addBindValue(conversationId);
+    query.addBindValue(userId);
+    query.addBindValue(static_cast<qint64>(deviceId));
+    query.addBindValue(static_cast<int>(kind));
+    query.addBindValue(static_cast<qint64>(upTo));
+    query.addBindValue(QDateTime::currentMSecsSinceEpoch());
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not log a receipt"), query);
+    }
+    const qint64 ref = query.lastInsertId().toLongLong();
+
+    // Every member hears of it, the reporter too: the reporter's other devices learn the read
+    // state that way.
+    Result<QList<qint64>> memberIds = userIds(conversation->members);
+    if (!memberIds) {
+        return memberIds.error();
+    }
+    if (auto appended = appendEvents(memberIds.value(), int(EventKind::Receipt), ref); !appended) {
+        return appended.error();
+    }
+    if (!transaction.commit()) {
+        return storageError(QStringLiteral("could not commit a receipt"), transaction.error());
+    }
+    return ChangeResult { conversation.value(), memberIds.value(), true };
+}
+
+Result<QList<qint64>> SqliteServerStore::contactsOf(qint64 userId)
+{
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("SELECT DISTINCT other.user_id FROM members mine"
+                                 " JOIN members other ON other.conversation_id = mine.conversation_id"
+                                 " WHERE mine.user_id = ? AND other.user_id != ?"));
+    query.addBindValue(userId);
+    query.addBindValue(userId);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not list contacts"), query);
+    }
+    QList<qint64> ids;
+    while (query.next()) {
+        ids.append(query.value(0).toLongLong());
+    }
+    return ids;
 }
 
 } // namespace ferry::server

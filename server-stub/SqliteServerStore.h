@@ -4,30 +4,65 @@
 
 #include <memory>
 
+class QSqlDatabase;
+
 namespace ferry::server {
 
 /// ServerStore on one SQLite file in WAL mode with full synchronous commits: an acknowledged
 /// message has reached the disk. Used from the server's main thread only.
 class SqliteServerStore final : public ServerStore {
 public:
-    static constexpr int SchemaVersion = 1;
+    static constexpr int SchemaVersion = 2;
 
     /// Opens or creates `dataDir`/server.db and brings its schema up to date.
     static Result<std::unique_ptr<SqliteServerStore>> open(const QString& dataDir);
     ~SqliteServerStore() override;
+
+    Result<Done> ping() override;
 
     Result<UserRecord> createUser(const QString& name, const QByteArray& passwordHash) override;
     std::optional<UserRecord> findUser(const QString& name) override;
     Result<DeviceRecord> createDevice(
         qint64 userId, const QString& name, const QByteArray& tokenHash) override;
     std::optional<DeviceRecord> findDevice(quint64 deviceId) override;
+    Result<QList<DeviceRecord>> listDevices(qint64 userId) override;
+    Result<Done> renameDevice(qint64 userId, quint64 deviceId, const QString& name) override;
+    Result<Done> removeDevice(qint64 userId, quint64 deviceId) override;
+    Result<QList<quint64>> removedDeviceIds() override;
+
     Result<StoredMessageAck> appendMessage(const NewMessage& message) override;
     Result<EventPage> eventsAfter(qint64 userId, quint64 afterOffset, int limit) override;
     Result<quint64> lastOffset(qint64 userId) override;
 
+    Result<ChangeResult> createGroup(const QString& conversationId, const QString& title,
+        qint64 creatorUserId, const QStringList& memberNames) override;
+    Result<ChangeResult> addMembers(
+        const QString& conversationId, qint64 actorUserId, const QStringList& names) override;
+    Result<ChangeResult> removeMember(
+        const QString& conversationId, qint64 actorUserId, const QString& name) override;
+    Result<ConversationRecord> conversation(
+        const QString& conversationId, qint64 viewerUserId) override;
+    Result<HistoryPage> history(
+        const QString& conversationId, qint64 viewerUserId, quint64 beforeSeq, int limit) override;
+
+    Result<ChangeResult> recordReceipt(qint64 userId, quint64 deviceId,
+        const QString& conversationId, ReceiptKind kind, quint64 upToSeq) override;
+    Result<QList<qint64>> contactsOf(qint64 userId) override;
+
 private:
     SqliteServerStore(QString connectionName, QString path);
-    Result<Done> migrate();
+    QSqlDatabase database() const;
+
+    /// Reads a conversation and its members inside the caller's transaction.
+    Result<ConversationRecord> readConversation(const QString& conversationId);
+    QString userName(qint64 userId);
+    /// Resolves user names to ids; UnknownRecipient names the first that does not exist.
+    Result<QList<qint64>> userIds(const QStringList& names);
+    /// Appends a membership change with the conversation's next seq and logs it for `userIds`.
+    Result<Done> recordMembershipChange(const QString& conversationId, qint64 actorUserId,
+        const MembershipRecord& change, const QList<qint64>& userIds);
+    /// Appends one event of `kind` referring to `ref` to the log of each user.
+    Result<Done> appendEvents(const QList<qint64>& userIds, int kind, qint64 ref);
 
     QString m_connectionName;
     QString m_path;

@@ -1,0 +1,189 @@
+#include "server-stub/ServerConfig.h"
+
+#include <QCommandLineParser>
+#include <QCoreApplication>
+#include <QFileInfo>
+#include <QSettings>
+#include <QStandardPaths>
+
+#include <functional>
+
+namespace ferry::server {
+
+namespace {
+
+    /// Parses "HOST:PORT", "[IPv6]:PORT" or ":PORT".
+    bool parseAddress(const QString& text, QHostAddress* address, quint16* port)
+    {
+        const qsizetype colon = text.lastIndexOf(u':');
+        if (colon < 0) {
+            return false;
+        }
+        QString host = text.left(colon);
+        if (host.startsWith(u'[') && host.endsWith(u']')) {
+            host = host.mid(1, host.size() - 2);
+        }
+        bool portOk = false;
+        const uint portNumber = text.mid(colon + 1).toUInt(&portOk);
+        if (!portOk || portNumber > 65535) {
+            return false;
+        }
+        *address = host.isEmpty() ? QHostAddress(QHostAddress::LocalHost) : QHostAddress(host);
+        *port = static_cast<quint16>(portNumber);
+        return !address->isNull();
+    }
+
+    /// One setting: its flag, help, and how to apply a value (false: the value is bad).
+    struct Setting {
+        QString name;
+        QString help;
+        QString valueName;
+        std::function<bool(ServerConfig&, const QString&)> apply;
+    };
+
+    template <typename Number>
+    std::function<bool(ServerConfig&, const QString&)> number(
+        Number ServerConfig::*field, double min, double max)
+    {
+        return [field, min, max](ServerConfig& config, const QString& text) {
+            bool ok = false;
+            const double value = text.toDouble(&ok);
+            if (!ok || value < min || value > max) {
+                return false;
+            }
+            config.*field = static_cast<Number>(value);
+            return true;
+        };
+    }
+
+    template <typename Duration>
+    std::function<bool(ServerConfig&, const QString&)> duration(
+        Duration ServerConfig::*field, double minSeconds)
+    {
+        return [field, minSeconds](ServerConfig& config, const QString& text) {
+            bool ok = false;
+            const double seconds = text.toDouble(&ok);
+            if (!ok || seconds < minSeconds || seconds > 365 * 24 * 3600) {
+                return false;
+            }
+            config.*field = std::chrono::duration_cast<Duration>(
+                std::chrono::duration<double>(seconds));
+            return true;
+        };
+    }
+
+    QList<Setting> settings()
+    {
+        return {
+            { QStringLiteral("listen"),
+                QStringLiteral("WebSocket address, host:port; port 0 picks one (127.0.0.1:8765)."),
+                QStringLiteral("host:port"),
+                [](ServerConfig& c, const QString& v) {
+                    return parseAddress(v, &c.address, &c.port);
+                } },
+            { QStringLiteral("http-listen"),
+                QStringLiteral("Address of /healthz and /metrics, or 'off' (127.0.0.1:0)."),
+                QStringLiteral("host:port"),
+                [](ServerConfig& c, const QString& v) {
+                    c.httpEnabled = v != u"off";
+                    return !c.httpEnabled || parseAddress(v, &c.httpAddress, &c.httpPort);
+                } },
+            { QStringLiteral("data"),
+                QStringLiteral("Folder for the database and signing key (XDG data folder)."),
+                QStringLiteral("dir"),
+                [](ServerConfig& c, const QString& v) {
+                    c.dataDir = v;
+                    return !v.isEmpty();
+                } },
+            { QStringLiteral("sync-batch"), QStringLiteral("Most events in one sync batch (500)."),
+                QStringLiteral("n"), number(&ServerConfig::syncBatchLimit, 1, 10'000) },
+            { QStringLiteral("max-frame-bytes"),
+                QStringLiteral("Largest frame accepted from a client (65536)."),
+                QStringLiteral("bytes"),
+                number(&ServerConfig::maxFrameBytes, 1024, 16 * 1024 * 1024) },
+            { QStringLiteral("max-queued-bytes"),
+                QStringLiteral("Unsent output a connection may build up before it is closed "
+                               "with 4002 (4194304)."),
+                QStringLiteral("bytes"),
+                number(&ServerConfig::maxQueuedBytes, 64 * 1024, 1024.0 * 1024 * 1024) },
+            { QStringLiteral("auth-timeout"),
+                QStringLiteral("Seconds a connection may stay unauthenticated (10)."),
+                QStringLiteral("seconds"), duration(&ServerConfig::unauthenticatedTimeout, 0.1) },
+            { QStringLiteral("heartbeat-interval"),
+                QStringLiteral("Seconds of quiet before the server pings a connection (30)."),
+                QStringLiteral("seconds"), duration(&ServerConfig::heartbeatInterval, 0.1) },
+            { QStringLiteral("heartbeat-timeout"),
+                QStringLiteral("Seconds of quiet before a connection is closed with 4001 (75)."),
+                QStringLiteral("seconds"), duration(&ServerConfig::heartbeatTimeout, 0.2) },
+            { QStringLiteral("session-lifetime"),
+                QStringLiteral("Seconds a session token stays valid (86400)."),
+                QStringLiteral("seconds"), duration(&ServerConfig::sessionLifetime, 1) },
+            { QStringLiteral("request-rate"),
+                QStringLiteral("Requests per second one connection may sustain (50)."),
+                QStringLiteral("n"), number(&ServerConfig::requestRate, 0.1, 1e6) },
+            { QStringLiteral("request-burst"),
+                QStringLiteral("Requests one connection may make in a burst (200)."),
+                QStringLiteral("n"), number(&ServerConfig::requestBurst, 1, 1e7) },
+        };
+    }
+
+} // namespace
+
+Result<ServerConfig> parseServerConfig(const QCoreApplication& app)
+{
+    QCommandLineParser parser;
+    parser.setApplicationDescription(QStringLiteral(
+        "The Ferry reference server. Prints the http:// address of its metrics and then the "
+        "ws:// address it listens on, once ready. SIGTERM or SIGINT stop it cleanly.\n"
+        "Every option can also be set in the --config file, as 'name = value' lines."));
+    parser.addHelpOption();
+    parser.addVersionOption();
+    const QCommandLineOption configOption(QStringLiteral("config"),
+        QStringLiteral("An INI file of settings; flags given here win over it."),
+        QStringLiteral("file"));
+    parser.addOption(configOption);
+    const QList<Setting> all = settings();
+    for (const Setting& setting : all) {
+        parser.addOption(QCommandLineOption(setting.name, setting.help, setting.valueName));
+    }
+    parser.process(app);
+
+    ServerConfig config;
+    config.dataDir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
+
+    // The file first, then the flags, so that a flag overrides the file.
+    if (parser.isSet(configOption)) {
+        const QString path = parser.value(configOption);
+        if (!QFileInfo(path).isReadable()) {
+            return Error { QStringLiteral("config"), u"cannot read the config file " + path };
+        }
+        QSettings file(path, QSettings::IniFormat);
+        for (const QString& key : file.allKeys()) {
+            auto setting = std::find_if(all.begin(), all.end(),
+                [&](const Setting& candidate) { return candidate.name == key; });
+            if (setting == all.end()) {
+                return Error { QStringLiteral("config"),
+                    path + u": unknown setting '" + key + u"'" };
+            }
+            if (!setting->apply(config, file.value(key).toString())) {
+                return Error { QStringLiteral("config"),
+                    path + u": bad value for " + key + u": " + file.value(key).toString() };
+            }
+        }
+    }
+    for (const Setting& setting : all) {
+        if (parser.isSet(setting.name) && !setting.apply(config, parser.value(setting.name))) {
+            return Error { QStringLiteral("config"),
+                u"bad value for --" + setting.name + u": " + parser.value(setting.name) };
+        }
+    }
+
+    if (config.heartbeatTimeout <= config.heartbeatInterval) {
+        return Error { QStringLiteral("config"),
+            QStringLiteral("heartbeat-timeout must be longer than heartbeat-interval") };
+    }
+    config.maxBodyBytes = std::min<qsizetype>(config.maxBodyBytes, config.maxFrameBytes - 512);
+    return config;
+}
+
+} // namespace ferry::server

@@ -1,0 +1,42 @@
+#pragma once
+
+#include "core/Result.h"
+
+#include <QHostAddress>
+#include <QString>
+
+#include <chrono>
+
+class QCoreApplication;
+
+namespace ferry::server {
+
+/// Everything an operator can set, with defaults that suit a laptop. Each field has a
+/// command-line flag and a key of the same name in the --config file; docs/server.md lists them.
+struct ServerConfig {
+    QHostAddress address = QHostAddress::LocalHost;
+    quint16 port = 8765;            ///< 0 lets the system pick a free port
+    QHostAddress httpAddress = QHostAddress::LocalHost;
+    quint16 httpPort = 0;           ///< /healthz and /metrics; 0 picks a free port
+    bool httpEnabled = true;
+    QString dataDir;
+
+    int syncBatchLimit = 500;       ///< most events in one sync batch
+    qsizetype maxFrameBytes = 64 * 1024;
+    qsizetype maxBodyBytes = 60 * 1024;
+    qsizetype maxQueuedBytes = 4 * 1024 * 1024; ///< a connection's unsent output before 4002
+
+    std::chrono::milliseconds unauthenticatedTimeout { 10'000 };
+    std::chrono::milliseconds heartbeatInterval { 30'000 }; ///< ping a connection quiet this long
+    std::chrono::milliseconds heartbeatTimeout { 75'000 };  ///< close one quiet this long
+    std::chrono::seconds sessionLifetime { 24 * 3600 };
+
+    double requestRate = 50.0;      ///< requests per second a connection may sustain
+    double requestBurst = 200.0;    ///< and in a burst
+};
+
+/// Reads the command line (and the --config file it may name) into a ServerConfig. Prints help
+/// or the version and exits for --help and --version, as QCommandLineParser does.
+Result<ServerConfig> parseServerConfig(const QCoreApplication& app);
+
+} // namespace ferry::server

@@ -1,0 +1,88 @@
+#include "server-stub/ServerMetrics.h"
+
+namespace ferry::server {
+
+namespace {
+    void counter(QByteArray& out, const char* name, const char* help, quint64 value)
+    {
+        out += QByteArray("# HELP ") + name + ' ' + help + "\n# TYPE " + name + " counter\n"
+            + name + ' ' + QByteArray::number(value) + '\n';
+    }
+
+    void gauge(QByteArray& out, const char* name, const char* help, qint64 value)
+    {
+        out += QByteArray("# HELP ") + name + ' ' + help + "\n# TYPE " + name + " gauge\n" + name
+            + ' ' + QByteArray::number(value) + '\n';
+    }
+}
+
+void LatencyHistogram::observe(double seconds)
+{
+    for (size_t i = 0; i < Bounds.size(); ++i) {
+        if (seconds <= Bounds[i]) {
+            ++m_buckets[i];
+            break;
+        }
+    }
+    ++m_count;
+    m_sum += seconds;
+}
+
+QByteArray LatencyHistogram::render(const char* name, const char* help) const
+{
+    QByteArray out = QByteArray("# HELP ") + name + ' ' + help + "\n# TYPE " + name
+        + " histogram\n";
+    quint64 cumulative = 0;
+    for (size_t i = 0; i < Bounds.size(); ++i) {
+        cumulative += m_buckets[i];
+        out += QByteArray(name) + "_bucket{le=\"" + QByteArray::number(Bounds[i]) + "\"} "
+            + QByteArray::number(cumulative) + '\n';
+    }
+    out += QByteArray(name) + "_bucket{le=\"+Inf\"} " + QByteArray::number(m_count) + '\n';
+    out += QByteArray(name) + "_sum " + QByteArray::number(m_sum, 'g', 9) + '\n';
+    out += QByteArray(name) + "_count " + QByteArray::number(m_count) + '\n';
+    return out;
+}
+
+QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot& now)
+{
+    QByteArray out;
+    gauge(out, "ferry_connections_open", "WebSocket connections open now.", now.connectionsOpen);
+    gauge(out, "ferry_connections_authenticated", "Connections with a device session now.",
+        now.connectionsAuthenticated);
+    counter(out, "ferry_connections_accepted_total", "WebSocket connections accepted.",
+        metrics.connectionsAccepted);
+    counter(out, "ferry_frames_in_total", "Frames received from clients.", metrics.framesIn);
+    counter(out, "ferry_frames_out_total", "Frames sent to clients.", metrics.framesOut);
+    counter(out, "ferry_bytes_in_total", "Frame bytes received.", metrics.bytesIn);
+    counter(out, "ferry_bytes_out_total", "Frame bytes sent.", metrics.bytesOut);
+    counter(out, "ferry_messages_stored_total", "Messages committed.", metrics.messagesStored);
+    counter(out, "ferry_messages_resent_total",
+        "Resends of committed messages, answered with the first acknowledgement.",
+        metrics.messagesResent);
+    counter(out, "ferry_events_sent_total", "Event-log entries sent to devices.",
+        metrics.eventsSent);
+    gauge(out, "ferry_outgoing_queue_bytes", "Bytes written by the server and not yet sent, "
+                                             "summed over connections.",
+        now.queuedBytesTotal);
+    gauge(out, "ferry_outgoing_queue_bytes_max", "The largest such backlog of one connection.",
+        now.queuedBytesMax);
+
+    out += "# HELP ferry_errors_total Error replies sent, by code.\n"
+           "# TYPE ferry_errors_total counter\n";
+    for (auto it = metrics.errors.constBegin(); it != metrics.errors.constEnd(); ++it) {
+        out += "ferry_errors_total{code=\"" + it.key().toUtf8() + "\"} "
+            + QByteArray::number(it.value()) + '\n';
+    }
+    out += "# HELP ferry_closes_total Connections the server closed, by close code.\n"
+           "# TYPE ferry_closes_total counter\n";
+    for (auto it = metrics.closes.constBegin(); it != metrics.closes.constEnd(); ++it) {
+        out += "ferry_closes_total{code=\"" + QByteArray::number(it.key()) + "\"} "
+            + QByteArray::number(it.value()) + '\n';
+    }
+    out += metrics.sendToAck.render("ferry_send_to_ack_seconds",
+        "Time from a message's arrival to its acknowledgement, the commit included.");
+    return out;
+}
+
+} // namespace ferry::server

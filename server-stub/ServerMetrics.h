@@ -1,0 +1,58 @@
+#pragma once
+
+#include <QByteArray>
+#include <QMap>
+#include <QString>
+
+#include <array>
+
+namespace ferry::server {
+
+/// A Prometheus-style histogram with fixed bucket bounds, in seconds.
+class LatencyHistogram {
+public:
+    static constexpr std::array<double, 12> Bounds
+        = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5 };
+
+    void observe(double seconds);
+    /// The histogram in Prometheus text format under `name`.
+    QByteArray render(const char* name, const char* help) const;
+
+private:
+    std::array<quint64, Bounds.size()> m_buckets {}; ///< not cumulative; summed when rendered
+    quint64 m_count = 0;
+    double m_sum = 0;
+};
+
+/// The server's counters. Plain numbers, updated on the protocol thread, read by the HTTP
+/// endpoint on the same thread; gauges that describe the present (open connections, queue
+/// depths) are filled in by the server when a scrape asks for them.
+struct ServerMetrics {
+    quint64 connectionsAccepted = 0;
+    quint64 framesIn = 0;
+    quint64 framesOut = 0;
+    quint64 bytesIn = 0;
+    quint64 bytesOut = 0;
+    quint64 messagesStored = 0;
+    quint64 messagesResent = 0; ///< resends answered from what was stored
+    quint64 eventsSent = 0;
+    QMap<QString, quint64> errors; ///< by protocol error code name
+    QMap<int, quint64> closes;     ///< by close code the server sent
+    LatencyHistogram sendToAck;    ///< from a SendMessage frame's arrival to its SendAck
+
+    void countError(const QString& kind) { ++errors[kind]; }
+    void countClose(int code) { ++closes[code]; }
+};
+
+/// What is true right now, gathered by the server for one scrape.
+struct MetricsSnapshot {
+    qint64 connectionsOpen = 0;
+    qint64 connectionsAuthenticated = 0;
+    qint64 queuedBytesTotal = 0;
+    qint64 queuedBytesMax = 0;
+};
+
+/// Renders counters and a snapshot in the Prometheus text exposition format.
+QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot& now);
+
+} // namespace ferry::server
