@@ -4,6 +4,7 @@
 
 #include "core/FrameCodec.h"
 #include "core/MessageId.h"
+#include "tests/support/ProtocolClient.h"
 #include "tests/support/ServerProcess.h"
 
 #include <QSignalSpy>
@@ -14,122 +15,10 @@
 #include "ferry.pb.h"
 
 using namespace ferry;
+using ferry::test::ProtocolClient;
 using ferry::test::ServerProcess;
-
-namespace {
-
-constexpr int WaitMs = 10'000;
-
-std::string bytes(const QByteArray& value)
-{
-    return std::string(value.constData(), static_cast<size_t>(value.size()));
-}
-
-/// One raw protocol connection: sends envelopes and hands back what the server answers, in order.
-class ProtocolClient {
-public:
-    explicit ProtocolClient(const QUrl& url)
-    {
-        QObject::connect(&m_socket, &QWebSocket::binaryMessageReceived, &m_socket,
-            [this](const QByteArray& frame) { m_received.append(frame); });
-        QSignalSpy connected(&m_socket, &QWebSocket::connected);
-        m_socket.open(url);
-        m_connected = connected.wait(WaitMs);
-    }
-
-    bool isConnected() const { return m_connected; }
-    QWebSocket& socket() { return m_socket; }
-
-    quint64 send(v1::Envelope envelope)
-    {
-        envelope.set_request_id(m_nextRequestId++);
-        m_socket.sendBinaryMessage(encodeFrame(envelope));
-        return envelope.request_id();
-    }
-
-    /// The next frame from the server, decoded; false if none came in time or it did not decode.
-    bool next(v1::Envelope* envelope, int timeoutMs = WaitMs)
-    {
-        QDeadlineTimer deadline(timeoutMs);
-        while (m_received.isEmpty() && !deadline.hasExpired()
-            && m_socket.state() != QAbstractSocket::UnconnectedState) {
-            QTest::qWait(5);
-        }
-        if (m_received.isEmpty()) {
-            return false;
-        }
-        return decodeFrame(m_received.takeFirst(), envelope);
-    }
-
-    /// True when nothing arrives within `ms`.
-    bool staysQuiet(int ms)
-    {
-        QTest::qWait(ms);
-        return m_received.isEmpty();
-    }
-
-    bool waitClosed()
-    {
-        if (m_socket.state() == QAbstractSocket::UnconnectedState) {
-            return true;
-        }
-        QSignalSpy disconnected(&m_socket, &QWebSocket::disconnected);
-        return disconnected.wait(WaitMs);
-    }
-
-    bool hello(quint32 version = ProtocolVersion)
-    {
-        v1::Envelope envelope;
-        envelope.mutable_hello()->set_protocol_version(version);
-        send(envelope);
-        v1::Envelope reply;
-        return next(&reply) && reply.has_welcome();
-    }
-
-    /// Hello, then Register; returns the Authenticated answer's device id, 0 on failure.
-    quint64 registerUser(const QString& name, QByteArray* token = nullptr)
-    {
-        if (!hello()) {
-            return 0;
-        }
-        v1::Envelope envelope;
-        envelope.mutable_register_()->set_user_name(name.toStdString());
-        envelope.mutable_register_()->set_password("a-good-password");
-        envelope.mutable_register_()->set_device_name("test");
-        send(envelope);
-        v1::Envelope reply;
-        if (!next(&reply) || !reply.has_authenticated()) {
-            return 0;
-        }
-        if (token) {
-            const std::string& raw = reply.authenticated().device_token();
-            *token = QByteArray(raw.data(), static_cast<qsizetype>(raw.size()));
-        }
-        return reply.authenticated().device_id();
-    }
-
-    /// Sends a message and returns the server's answer.
-    v1::Envelope sendMessage(const QString& conversation, const QByteArray& body,
-        const QByteArray& id = MessageId::generate().bytes())
-    {
-        v1::Envelope envelope;
-        envelope.mutable_send()->set_message_id(bytes(id));
-        envelope.mutable_send()->set_conversation_id(conversation.toStdString());
-        envelope.mutable_send()->set_body(bytes(body));
-        send(envelope);
-        v1::Envelope reply;
-        next(&reply);
-        return reply;
-    }
-
-private:
-    QWebSocket m_socket;
-    QList<QByteArray> m_received;
-    quint64 m_nextRequestId = 1;
-    bool m_connected = false;
-};
-
-} // namespace
+using ferry::test::directId;
+using ferry::test::toStd;
 
 class TestServerProtocol : public QObject {
     Q_OBJECT
@@ -146,8 +35,9 @@ private Q_SLOTS:
         QVERIFY(alice.isConnected());
         QVERIFY(alice.registerUser(QStringLiteral("alice")) != 0);
         ProtocolClient bob(m_server->url());
-        m_bobDeviceId = bob.registerUser(QStringLiteral("bob"), &m_bobToken);
+        m_bobDeviceId = bob.registerUser(QStringLiteral("bob"));
         QVERIFY(m_bobDeviceId != 0);
+        m_bobToken = bob.deviceToken();
     }
 
     void cleanupTestCase()
@@ -257,7 +147,7 @@ private Q_SLOTS:
         resume.mutable_resume()->set_device_id(m_bobDeviceId);
         QByteArray forged = m_bobToken;
         forged[0] = static_cast<char>(forged[0] ^ 1);
-        resume.mutable_resume()->set_device_token(bytes(forged));
+        resume.mutable_resume()->set_device_token(toStd(forged));
         client.send(resume);
 
         v1::Envelope reply;
@@ -271,7 +161,7 @@ private Q_SLOTS:
         QVERIFY(client.hello());
         v1::Envelope resume;
         resume.mutable_resume()->set_device_id(m_bobDeviceId);
-        resume.mutable_resume()->set_device_token(bytes(m_bobToken));
+        resume.mutable_resume()->set_device_token(toStd(m_bobToken));
         client.send(resume);
 
         v1::Envelope reply;
@@ -322,7 +212,7 @@ private Q_SLOTS:
         const v1::Envelope reply = alice.sendMessage(normalised, QByteArray(bodyBytes, 'b'), id);
         QVERIFY2(reply.has_error(), reply.DebugString().c_str());
         QCOMPARE(int(reply.error().code()), expectedCode);
-        QCOMPARE(reply.error().message_id(), bytes(id));
+        QCOMPARE(reply.error().message_id(), toStd(id));
         QCOMPARE(alice.socket().state(), QAbstractSocket::ConnectedState);
     }
 
@@ -430,11 +320,6 @@ private:
     {
         m_lastName = u"user" + QString::number(++m_userCounter);
         return m_lastName;
-    }
-
-    static QString directId(const QString& a, const QString& b)
-    {
-        return a < b ? u"direct:" + a + u':' + b : u"direct:" + b + u':' + a;
     }
 
     QTemporaryDir m_dataDir;

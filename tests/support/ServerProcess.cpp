@@ -14,6 +14,7 @@ namespace {
     constexpr int ExitTimeoutMs = 10'000;
 
     const QByteArray ReadyMarker = QByteArrayLiteral("listening on ");
+    const QByteArray MetricsMarker = QByteArrayLiteral("metrics on ");
     constexpr qsizetype LogTailChars = 3000;
 }
 
@@ -62,6 +63,11 @@ bool ServerProcess::start(quint16 port)
     while (!deadline.hasExpired()) {
         if (m_process->canReadLine()) {
             const QByteArray line = m_process->readLine().trimmed();
+            const qsizetype metrics = line.indexOf(MetricsMarker);
+            if (metrics >= 0) {
+                m_metricsUrl = QUrl(QString::fromUtf8(line.mid(metrics + MetricsMarker.size())));
+                continue;
+            }
             const qsizetype marker = line.indexOf(ReadyMarker);
             if (marker < 0) {
                 continue;
@@ -82,6 +88,11 @@ bool ServerProcess::start(quint16 port)
     kill();
     return fail(u"the server did not say it was listening within "
         + QString::number(ReadyTimeoutMs / 1000) + u" s");
+}
+
+qint64 ServerProcess::pid() const
+{
+    return isRunning() ? m_process->processId() : 0;
 }
 
 bool ServerProcess::restart()

@@ -41,6 +41,10 @@ public:
 
     bool isRunning() const;
     QUrl url() const { return m_url; }
+    /// http://host:port/metrics as the server announced it; /healthz is beside it.
+    QUrl metricsUrl() const { return m_metricsUrl; }
+    /// The process id while running, for signals (SIGSTOP) and /proc readings.
+    qint64 pid() const;
     quint16 port() const { return static_cast<quint16>(m_url.port(0)); }
     QString dataDir() const { return m_dataDir; }
 
@@ -58,6 +62,7 @@ private:
     QString m_loggingRules;
     std::unique_ptr<QProcess> m_process;
     QUrl m_url;
+    QUrl m_metricsUrl;
     QString m_error;
 };
 
