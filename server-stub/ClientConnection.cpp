@@ -25,6 +25,8 @@ namespace {
     constexpr qsizetype MaxDeviceNameChars = 64;
     /// How long a peer has to answer a close frame before its socket is dropped.
     constexpr std::chrono::milliseconds CloseGrace { 1000 };
+    /// The shortest pause imposed on a connection that exceeded its request rate.
+    constexpr qint64 MinHoldOffMs = 1000;
 
     qint64 nowMs()
     {
@@ -128,12 +130,19 @@ bool ClientConnection::takeRequestToken(const v1::Envelope& envelope)
     m_requestTokens = std::min(config.requestBurst,
         m_requestTokens + static_cast<double>(now - m_tokensRefilledMs) * config.requestRate / 1000.0);
     m_tokensRefilledMs = now;
-    if (m_requestTokens >= 1.0) {
+    if (now >= m_holdOffUntilMs && m_requestTokens >= 1.0) {
         m_requestTokens -= 1.0;
         return true;
     }
-    const auto retryAfter
-        = static_cast<quint32>(std::ceil((1.0 - m_requestTokens) / config.requestRate * 1000.0));
+    // Once one request is refused, every request is refused until the hold-off ends, even if a
+    // token comes free meanwhile. The requests a client had in flight behind the refused one
+    // are thereby refused too, and its resend starts from the refused one: a sender's messages
+    // keep their order (as long as the round trip is shorter than the hold-off).
+    if (now >= m_holdOffUntilMs) {
+        const double refill = std::ceil((1.0 - m_requestTokens) / config.requestRate * 1000.0);
+        m_holdOffUntilMs = now + std::max(static_cast<qint64>(refill), MinHoldOffMs);
+    }
+    const auto retryAfter = static_cast<quint32>(m_holdOffUntilMs - now);
     const QByteArray messageId
         = envelope.has_send() ? toBytes(envelope.send().message_id()) : QByteArray();
     sendError(envelope.request_id(), v1::RATE_LIMITED,

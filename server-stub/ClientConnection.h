@@ -109,6 +109,7 @@ private:
 
     double m_requestTokens = 0; ///< token bucket of the request rate limit
     qint64 m_tokensRefilledMs = 0;
+    qint64 m_holdOffUntilMs = 0; ///< after a refusal, every request is refused until then
 };
 
 } // namespace ferry::server
