@@ -119,10 +119,10 @@ namespace {
                 QStringLiteral("Seconds a session token stays valid (86400)."),
                 QStringLiteral("seconds"), duration(&ServerConfig::sessionLifetime, 1) },
             { QStringLiteral("request-rate"),
-                QStringLiteral("Requests per second one connection may sustain (50)."),
+                QStringLiteral("Requests per second one connection may sustain (100)."),
                 QStringLiteral("n"), number(&ServerConfig::requestRate, 0.1, 1e6) },
             { QStringLiteral("request-burst"),
-                QStringLiteral("Requests one connection may make in a burst (200)."),
+                QStringLiteral("Requests one connection may make in a burst (1000)."),
                 QStringLiteral("n"), number(&ServerConfig::requestBurst, 1, 1e7) },
         };
     }

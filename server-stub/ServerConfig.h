@@ -31,8 +31,8 @@ struct ServerConfig {
     std::chrono::milliseconds heartbeatTimeout { 75'000 };  ///< close one quiet this long
     std::chrono::seconds sessionLifetime { 24 * 3600 };
 
-    double requestRate = 50.0;      ///< requests per second a connection may sustain
-    double requestBurst = 200.0;    ///< and in a burst
+    double requestRate = 100.0;     ///< requests per second a connection may sustain
+    double requestBurst = 1000.0;   ///< and in a burst (an offline backlog drains in one)
 };
 
 /// Reads the command line (and the --config file it may name) into a ServerConfig. Prints help

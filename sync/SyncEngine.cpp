@@ -1,5 +1,6 @@
 #include "sync/SyncEngine.h"
 
+#include "core/CloseCodes.h"
 #include "core/FrameCodec.h"
 #include "core/Logging.h"
 #include "core/MessageId.h"
@@ -59,6 +60,8 @@ namespace {
             return QStringLiteral("invalid-token");
         case v1::UNSUPPORTED_VERSION:
             return QStringLiteral("unsupported-version");
+        case v1::DEVICE_REMOVED:
+            return QStringLiteral("device-removed");
         default:
             return QStringLiteral("refused");
         }
@@ -84,6 +87,9 @@ SyncEngine::SyncEngine(ClientStore* store, Settings settings, QObject* parent)
 
     m_deadlineTimer.setSingleShot(true);
     connect(&m_deadlineTimer, &QTimer::timeout, this, &SyncEngine::handleDeadlineExpired);
+
+    m_sendHoldOff.setSingleShot(true);
+    connect(&m_sendHoldOff, &QTimer::timeout, this, &SyncEngine::sendPendingMessages);
 
     m_healthyTimer.setSingleShot(true);
     m_healthyTimer.setInterval(m_settings.healthyAfter);
@@ -247,6 +253,20 @@ void SyncEngine::handleDisconnected()
     m_syncRequestId = 0;
     m_authRequestId = 0;
     m_wasIdle = false;
+    m_sendHoldOff.stop();
+
+    // Most close codes mean "come back later"; these two mean no retry can succeed.
+    const int closeCode = m_socket->closeCode();
+    if (closeCode == CloseCode::DeviceRemoved) {
+        failPermanently(QStringLiteral("device-removed"),
+            QStringLiteral("this device was removed from its account; sign in again"));
+        return;
+    }
+    if (closeCode == QWebSocketProtocol::CloseCodePolicyViolated) {
+        failPermanently(QStringLiteral("unsupported-version"),
+            u"the server refused this client's protocol version: " + reason);
+        return;
+    }
     scheduleRetry(reason);
 }
 
@@ -295,6 +315,11 @@ void SyncEngine::handleBinaryMessage(const QByteArray& frame)
         break;
     case v1::Envelope::kError:
         handleError(envelope);
+        break;
+    case v1::Envelope::kEphemeral:
+    case v1::Envelope::kOk:
+        // Typing and presence have no consumer in the engine yet; answers to requests the
+        // engine does not make cannot arrive.
         break;
     default:
         qCWarning(lcSync) << "Ignoring an unexpected frame" << envelope.payload_case();
@@ -479,7 +504,7 @@ void SyncEngine::flushOutbox()
 
 void SyncEngine::sendPendingMessages()
 {
-    if (m_state != State::CatchingUp && m_state != State::Live) {
+    if ((m_state != State::CatchingUp && m_state != State::Live) || m_sendHoldOff.isActive()) {
         return;
     }
     // Messages go out in the order written; the window only bounds how many are unanswered.
@@ -525,6 +550,17 @@ void SyncEngine::handleError(const v1::Envelope& envelope)
     const v1::Error& error = envelope.error();
     const QString message = toQString(error.message());
     const QByteArray messageId = toBytes(error.message_id());
+
+    if (error.code() == v1::RATE_LIMITED) {
+        // The server refuses everything until the hold-off ends, so whatever was in flight
+        // behind the refused request was refused too (or acknowledged: a resend of it is
+        // answered with its first ack). Pause, then send again from the oldest unacknowledged
+        // message, in the order written.
+        qCInfo(lcSync) << "Rate limited; sending again in" << error.retry_after_ms() << "ms";
+        m_inFlight.clear();
+        m_sendHoldOff.start(std::chrono::milliseconds(error.retry_after_ms() + 50));
+        return;
+    }
 
     if (!messageId.isEmpty() && m_inFlight.contains(messageId)) {
         m_inFlight.remove(messageId);

@@ -157,6 +157,7 @@ private:
     /// taken as dead (a half-open TCP connection looks exactly like a quiet one otherwise).
     QTimer m_deadlineTimer;
     QTimer m_healthyTimer;
+    QTimer m_sendHoldOff; ///< running while the server asked this client to slow down
 
     struct PasswordLogin {
         QString userName;
