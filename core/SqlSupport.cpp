@@ -8,9 +8,37 @@
 
 namespace ferry {
 
+QString storageErrorKind(const QSqlError& error)
+{
+    // SQLite's primary result code is the low byte of the (possibly extended) native code.
+    bool ok = false;
+    const int code = error.nativeErrorCode().toInt(&ok) & 0xff;
+    if (!ok) {
+        return QStringLiteral("storage");
+    }
+    switch (code) {
+    case 11: // SQLITE_CORRUPT
+    case 26: // SQLITE_NOTADB
+        return QStringLiteral("damaged");
+    case 5: // SQLITE_BUSY
+    case 6: // SQLITE_LOCKED
+        return QStringLiteral("busy");
+    case 8: // SQLITE_READONLY
+        return QStringLiteral("read-only");
+    case 13: // SQLITE_FULL
+        return QStringLiteral("disk-full");
+    case 14: // SQLITE_CANTOPEN
+        return QStringLiteral("cannot-open");
+    case 10: // SQLITE_IOERR
+        return QStringLiteral("io-error");
+    default:
+        return QStringLiteral("storage");
+    }
+}
+
 Error storageError(const QString& what, const QSqlError& error)
 {
-    return Error { QStringLiteral("storage"), what + u": " + error.text() };
+    return Error { storageErrorKind(error), what + u": " + error.text() };
 }
 
 Error storageError(const QString& what, const QSqlQuery& query)
@@ -45,7 +73,7 @@ Result<QSqlDatabase> openSqliteDatabase(
     }
     const bool blank = storedApplicationId == 0 && version == 0 && query.value(0).toInt() == 0;
     if (storedApplicationId != applicationId && !blank) {
-        return Error { QStringLiteral("storage"),
+        return Error { QStringLiteral("foreign"),
             path + u" belongs to another program or another part of Ferry; it was left untouched" };
     }
 

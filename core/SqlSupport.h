@@ -9,7 +9,11 @@ class QSqlQuery;
 
 namespace ferry {
 
-/// An Error of kind "storage" that says what could not be done and what SQLite answered.
+/// The kind of a SQLite failure: "damaged" (corrupt or not a database), "busy" (locked by
+/// another process), "read-only", "disk-full", "cannot-open", "io-error", else "storage".
+QString storageErrorKind(const QSqlError& error);
+
+/// An Error that says what could not be done and what SQLite answered, of the kind above.
 Error storageError(const QString& what, const QSqlError& error);
 Error storageError(const QString& what, const QSqlQuery& query);
 

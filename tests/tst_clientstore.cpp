@@ -426,7 +426,7 @@ void TestClientStore::aFileThatIsNotADatabaseIsRefusedAndLeftUntouched()
 
     const Result<std::unique_ptr<ClientStore>> opened = ClientStore::open(foreignDir());
     QVERIFY2(!opened, "a file that is not a database was opened as a store");
-    QCOMPARE(opened.error().kind, QStringLiteral("storage"));
+    QCOMPARE(opened.error().kind, QStringLiteral("damaged"));
     QVERIFY2(opened.error().message.contains(QStringLiteral("not a database")),
         qPrintable(opened.error().message));
 
@@ -475,7 +475,7 @@ void TestClientStore::anotherProgramsDatabaseIsRefusedAndLeftUntouched()
 
     const Result<std::unique_ptr<ClientStore>> opened = ClientStore::open(foreignDir());
     QVERIFY2(!opened, "another program's database was opened as a store");
-    QCOMPARE(opened.error().kind, QStringLiteral("storage"));
+    QCOMPARE(opened.error().kind, QStringLiteral("foreign"));
     QVERIFY2(opened.error().message.contains(expectedReason), qPrintable(opened.error().message));
     QVERIFY2(opened.error().message.contains(QStringLiteral("untouched")),
         qPrintable(opened.error().message));
