@@ -103,7 +103,7 @@ Result<Done> migrateSqliteSchema(
         return storageError(QStringLiteral("could not read the schema version"), db.lastError());
     }
     if (from > steps.size()) {
-        return Error { QStringLiteral("storage"),
+        return Error { QStringLiteral("too-new"),
             db.databaseName() + u" was written by a newer Ferry (schema " + QString::number(from)
                 + u"); it was left untouched" };
     }

@@ -440,33 +440,37 @@ void TestClientStore::anotherProgramsDatabaseIsRefusedAndLeftUntouched_data()
 {
     QTest::addColumn<QStringList>("statements");
     QTest::addColumn<QString>("expectedReason");
+    QTest::addColumn<QString>("expectedKind");
 
     const QString createTable = QStringLiteral("CREATE TABLE notes (id INTEGER, text TEXT)");
     const QString insertRow = QStringLiteral("INSERT INTO notes VALUES (1, 'keep me')");
     const QString foreignId = QStringLiteral("PRAGMA application_id = 1");
 
     QTest::newRow("another program's application id")
-        << QStringList { createTable, insertRow, foreignId } << QStringLiteral("another program");
+        << QStringList { createTable, insertRow, foreignId } << QStringLiteral("another program")
+        << QStringLiteral("foreign");
     // Most programs never set an application id; their tables say the file is not empty.
     QTest::newRow("no application id but someone's tables")
-        << QStringList { createTable, insertRow } << QStringLiteral("another program");
+        << QStringList { createTable, insertRow } << QStringLiteral("another program")
+        << QStringLiteral("foreign");
     // 0x46525356 marks the Ferry server's database, which a client must not take for its own.
     QTest::newRow("the Ferry server's database")
         << QStringList { QStringLiteral("PRAGMA journal_mode = WAL"), createTable, insertRow,
                QStringLiteral("PRAGMA application_id = 1179800406"),
                QStringLiteral("PRAGMA user_version = 1") }
-        << QStringLiteral("another program");
+        << QStringLiteral("another program") << QStringLiteral("foreign");
     QTest::newRow("a newer Ferry's schema")
         << QStringList { QStringLiteral("PRAGMA journal_mode = WAL"), createTable, insertRow,
                QStringLiteral("PRAGMA application_id = 1179800153"),
                QStringLiteral("PRAGMA user_version = 99") }
-        << QStringLiteral("newer Ferry");
+        << QStringLiteral("newer Ferry") << QStringLiteral("too-new");
 }
 
 void TestClientStore::anotherProgramsDatabaseIsRefusedAndLeftUntouched()
 {
     QFETCH(QStringList, statements);
     QFETCH(QString, expectedReason);
+    QFETCH(QString, expectedKind);
 
     const QString written = writeForeignDatabase(foreignDatabasePath(), statements);
     QVERIFY2(written.isEmpty(), qPrintable(written));
@@ -475,7 +479,7 @@ void TestClientStore::anotherProgramsDatabaseIsRefusedAndLeftUntouched()
 
     const Result<std::unique_ptr<ClientStore>> opened = ClientStore::open(foreignDir());
     QVERIFY2(!opened, "another program's database was opened as a store");
-    QCOMPARE(opened.error().kind, QStringLiteral("foreign"));
+    QCOMPARE(opened.error().kind, expectedKind);
     QVERIFY2(opened.error().message.contains(expectedReason), qPrintable(opened.error().message));
     QVERIFY2(opened.error().message.contains(QStringLiteral("untouched")),
         qPrintable(opened.error().message));
