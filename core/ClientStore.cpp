@@ -1010,6 +1010,15 @@ Result<Done> ClientStore::receiptSent(const OutgoingReceipt& receipt)
     return Done {};
 }
 
+Result<QString> ClientStore::integrityCheck() const
+{
+    QSqlQuery query(QSqlDatabase::database(m_connectionName));
+    if (!query.exec(QStringLiteral("PRAGMA quick_check")) || !query.next()) {
+        return storageError(QStringLiteral("could not check the database"), query);
+    }
+    return query.value(0).toString();
+}
+
 // Engine status ------------------------------------------------------------------------------
 
 Result<Done> ClientStore::saveEngineStatus(const EngineStatus& status)

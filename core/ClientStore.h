@@ -222,6 +222,9 @@ public:
     /// Forgets an owed receipt once the server accepted it (unless a higher one is owed now).
     Result<Done> receiptSent(const OutgoingReceipt& receipt);
 
+    /// SQLite's quick check of every page: "ok", or what is wrong.
+    Result<QString> integrityCheck() const;
+
     // The engine's state, for processes that look in from outside.
     Result<Done> saveEngineStatus(const EngineStatus& status);
     std::optional<EngineStatus> engineStatus() const;

@@ -4,7 +4,9 @@
 #include "core/FrameCodec.h"
 #include "core/Logging.h"
 #include "core/MessageId.h"
+#include "sync/WireConversions.h"
 
+#include <QNetworkInformation>
 #include <QWebSocket>
 
 #include <sodium.h>
@@ -94,6 +96,34 @@ SyncEngine::SyncEngine(ClientStore* store, Settings settings, QObject* parent)
     m_healthyTimer.setSingleShot(true);
     m_healthyTimer.setInterval(m_settings.healthyAfter);
     connect(&m_healthyTimer, &QTimer::timeout, this, [this] { m_policy.reset(); });
+
+    if (m_settings.watchNetwork) {
+        watchNetworkReachability();
+    }
+}
+
+void SyncEngine::watchNetworkReachability()
+{
+    // Where the platform can tell (NetworkManager on Linux desktops, the mobile OSes), a network
+    // that comes back is a reason to try at once rather than sit out the backoff.
+    if (!QNetworkInformation::instance()
+        && !QNetworkInformation::loadBackendByFeatures(QNetworkInformation::Feature::Reachability)) {
+        qCDebug(lcSync) << "No network reachability information on this system";
+        return;
+    }
+    connect(QNetworkInformation::instance(), &QNetworkInformation::reachabilityChanged, this,
+        [this](QNetworkInformation::Reachability reachability) {
+            if (reachability == QNetworkInformation::Reachability::Online) {
+                qCInfo(lcSync) << "The network is back; trying now";
+                retryNow();
+            }
+        });
+}
+
+void SyncEngine::setServerUrls(const QList<QUrl>& urls)
+{
+    m_serverUrls = urls;
+    m_serverIndex = 0;
 }
 
 SyncEngine::~SyncEngine()
@@ -106,8 +136,8 @@ SyncEngine::~SyncEngine()
 
 QUrl SyncEngine::serverUrl() const
 {
-    if (m_serverUrl.isValid()) {
-        return m_serverUrl;
+    if (!m_serverUrls.isEmpty()) {
+        return m_serverUrls.at(m_serverIndex % m_serverUrls.size());
     }
     const std::optional<AccountInfo> account = m_store->account();
     return account ? QUrl(account->serverUrl) : QUrl();
@@ -154,7 +184,8 @@ void SyncEngine::retryNow()
 
 bool SyncEngine::isIdle() const
 {
-    return m_state == State::Live && m_pending.isEmpty();
+    return m_state == State::Live && m_pending.isEmpty() && m_receiptsInFlight.isEmpty()
+        && m_gapRequests.isEmpty() && m_requests.isEmpty();
 }
 
 void SyncEngine::setState(State state)
@@ -202,6 +233,10 @@ void SyncEngine::scheduleRetry(const QString& reason)
     if (!m_running) {
         setState(State::Offline);
         return;
+    }
+    // With several servers the next try goes to the next one: a dead server costs one delay.
+    if (m_serverUrls.size() > 1) {
+        m_serverIndex = (m_serverIndex + 1) % m_serverUrls.size();
     }
     const std::chrono::milliseconds delay = m_policy.nextDelay();
     m_nextRetryAt = QDateTime::currentDateTimeUtc().addMSecs(delay.count());
@@ -254,6 +289,12 @@ void SyncEngine::handleDisconnected()
     m_authRequestId = 0;
     m_wasIdle = false;
     m_sendHoldOff.stop();
+    m_receiptsInFlight.clear();
+    m_gapRequests.clear();
+    // Requests that went out unanswered go again on the next connection.
+    for (OpenRequest& request : m_requests) {
+        request.wireId = 0;
+    }
 
     // Most close codes mean "come back later"; these two mean no retry can succeed.
     const int closeCode = m_socket->closeCode();
@@ -300,6 +341,9 @@ void SyncEngine::handleBinaryMessage(const QByteArray& frame)
     qCDebug(lcSync) << "Frame" << envelope.payload_case() << "for request"
                     << envelope.request_id() << frame.size() << "bytes";
 
+    if (handleReply(envelope)) {
+        return;
+    }
     switch (envelope.payload_case()) {
     case v1::Envelope::kWelcome:
         handleWelcome();
@@ -317,9 +361,7 @@ void SyncEngine::handleBinaryMessage(const QByteArray& frame)
         handleError(envelope);
         break;
     case v1::Envelope::kEphemeral:
-    case v1::Envelope::kOk:
-        // Typing and presence have no consumer in the engine yet; answers to requests the
-        // engine does not make cannot arrive.
+        handleEphemeral(envelope);
         break;
     default:
         qCWarning(lcSync) << "Ignoring an unexpected frame" << envelope.payload_case();
@@ -342,6 +384,9 @@ void SyncEngine::handleWelcome()
             request->set_password(toStd(m_passwordLogin->password));
             request->set_device_name(toStd(m_passwordLogin->deviceName));
         }
+    } else if (!m_sessionToken.isEmpty()
+        && m_sessionExpiresMs > QDateTime::currentMSecsSinceEpoch() + 60'000) {
+        envelope.mutable_authenticate()->set_session_token(toStd(m_sessionToken));
     } else {
         const std::optional<AccountInfo> account = m_store->account();
         if (!account) {
@@ -359,6 +404,10 @@ void SyncEngine::handleAuthenticated(const v1::Envelope& envelope)
     const v1::Authenticated& answer = envelope.authenticated();
     m_authRequestId = 0;
     m_deadlineTimer.stop();
+    if (!answer.session_token().empty()) {
+        m_sessionToken = toBytes(answer.session_token());
+        m_sessionExpiresMs = answer.session_expires_ms();
+    }
 
     if (m_passwordLogin) {
         AccountInfo account;
@@ -395,6 +444,8 @@ void SyncEngine::handleAuthenticated(const v1::Envelope& envelope)
     m_heartbeatTimer.start();
     requestEvents(m_offset);
     sendPendingMessages();
+    sendQueuedRequests();
+    sendOwedReceipts();
 }
 
 bool SyncEngine::loadOutbox()
@@ -433,25 +484,25 @@ void SyncEngine::handleEventBatch(quint64 requestId, const v1::EventBatch& batch
         return;
     }
 
-    QList<IncomingMessage> messages;
-    messages.reserve(batch.events_size());
+    QList<IncomingMessage> entries;
+    QList<IncomingReceipt> receipts;
+    entries.reserve(batch.events_size());
     for (const v1::Event& event : batch.events()) {
-        if (!event.has_message()) {
-            continue; // an event kind this version does not know; its offset still counts
+        if (event.has_message()) {
+            entries.append(incomingMessage(event.offset(), event.message()));
+        } else if (event.has_membership()) {
+            entries.append(incomingMembership(event.offset(), event.membership()));
+        } else if (event.has_receipt()) {
+            const v1::ReceiptEvent& receipt = event.receipt();
+            receipts.append(IncomingReceipt { event.offset(), toQString(receipt.conversation_id()),
+                toQString(receipt.user_name()),
+                receipt.kind() == v1::READ ? ReceiptKind::Read : ReceiptKind::Delivered,
+                receipt.up_to_seq() });
         }
-        const v1::MessageEvent& message = event.message();
-        IncomingMessage incoming;
-        incoming.offset = event.offset();
-        incoming.messageId = toBytes(message.message_id());
-        incoming.conversationId = toQString(message.conversation_id());
-        incoming.seq = message.seq();
-        incoming.sender = toQString(message.sender());
-        incoming.body = toBytes(message.body());
-        incoming.serverTimeMs = message.server_time_ms();
-        messages.append(std::move(incoming));
+        // An event kind this version does not know is skipped; its offset still counts.
     }
 
-    Result<AppliedEvents> applied = m_store->applyEvents(messages, batch.last_offset());
+    Result<AppliedEvents> applied = m_store->applyEvents(entries, batch.last_offset(), receipts);
     if (!applied) {
         qCWarning(lcSync) << "Could not store received events:" << applied.error().message;
         Q_EMIT storageFailed(applied.error().message);
@@ -462,11 +513,17 @@ void SyncEngine::handleEventBatch(quint64 requestId, const v1::EventBatch& batch
 
     for (const StoredMessage& confirmed : std::as_const(applied->confirmed)) {
         m_inFlight.remove(confirmed.messageId);
-        m_pending.removeIf([&](const StoredMessage& m) { return m.messageId == confirmed.messageId; });
+        m_pending.removeIf(
+            [&](const StoredMessage& m) { return m.messageId == confirmed.messageId; });
         Q_EMIT messageSent(confirmed.messageId);
     }
     if (!applied->added.isEmpty()) {
         Q_EMIT messagesAdded(applied->added);
+        acknowledgeDelivery(applied->added);
+    }
+    if (!applied->touchedConversations.isEmpty()) {
+        Q_EMIT conversationsChanged(applied->touchedConversations);
+        fillGaps(applied->touchedConversations);
     }
 
     if (requestId != 0) {
@@ -498,6 +555,7 @@ void SyncEngine::flushOutbox()
     }
     if (m_state == State::CatchingUp || m_state == State::Live) {
         sendPendingMessages();
+        sendOwedReceipts();
     }
     checkIdle();
 }
@@ -585,6 +643,14 @@ void SyncEngine::handleError(const v1::Envelope& envelope)
 
     const bool aboutAuthentication = envelope.request_id() != 0
         && envelope.request_id() == m_authRequestId;
+    if (aboutAuthentication
+        && (error.code() == v1::SESSION_EXPIRED || error.code() == v1::INVALID_TOKEN)
+        && !m_sessionToken.isEmpty()) {
+        // The session ran out (or the server's key changed): fall back to the device token.
+        m_sessionToken.clear();
+        handleWelcome();
+        return;
+    }
     if (aboutAuthentication || error.code() == v1::UNSUPPORTED_VERSION) {
         failPermanently(errorKind(error.code()), message);
         return;

@@ -38,7 +38,7 @@ QStringList Ctl::fullArguments(const QStringList& arguments) const
     if (m_serverUrl.isValid()) {
         full << QStringLiteral("--server") << m_serverUrl.toString();
     }
-    return full + arguments;
+    return full + m_extraArguments + arguments;
 }
 
 std::unique_ptr<QProcess> Ctl::start(const QStringList& arguments) const

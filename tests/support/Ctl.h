@@ -42,6 +42,8 @@ public:
     /// server that had to move to a new port is still found.
     void setServerUrl(const QUrl& url) { m_serverUrl = url; }
     void setPassword(const QString& password) { m_password = password; }
+    /// Options given to every run, before the command's own (for example --no-receipts).
+    void setExtraArguments(const QStringList& arguments) { m_extraArguments = arguments; }
 
     /// Runs `ferryctl --profile DIR [--server URL] ARGUMENTS` to its end, at most `timeoutMs`.
     CtlRun run(const QStringList& arguments, int timeoutMs = 60'000) const;
@@ -66,6 +68,7 @@ private:
     QString m_profileDir;
     QUrl m_serverUrl;
     QString m_password = defaultPassword();
+    QStringList m_extraArguments;
 };
 
 /// The values of one field across messages from Ctl::history(), as strings ("" for null).
