@@ -281,8 +281,12 @@ void SyncEngine::handleSocketStateChanged()
 
 void SyncEngine::handleDisconnected()
 {
-    const QString reason = m_socket->closeReason().isEmpty() ? m_socket->errorString()
-                                                             : m_socket->closeReason();
+    QString reason = m_socket->closeReason();
+    if (reason.isEmpty()) {
+        reason = m_socket->error() == QAbstractSocket::UnknownSocketError
+            ? u"connection closed (code " + QString::number(m_socket->closeCode()) + u')'
+            : m_socket->errorString();
+    }
     m_lastLinkError = reason;
     m_inFlight.clear();
     m_syncRequestId = 0;

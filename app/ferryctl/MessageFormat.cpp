@@ -20,7 +20,9 @@ QJsonObject messageToJson(const StoredMessage& message)
     object[u"conversation"] = message.conversationId;
     object[u"sender"] = message.sender;
     object[u"seq"] = message.seq ? QJsonValue(static_cast<qint64>(*message.seq)) : QJsonValue();
-    object[u"body"] = QString::fromUtf8(message.body);
+    object[u"kind"] = message.kind == EntryKind::Membership ? QStringLiteral("membership")
+                                                            : QStringLiteral("message");
+    object[u"body"] = describeEntry(message);
     object[u"state"] = messageStateName(message.state);
     object[u"server_time"]
         = message.serverTimeMs ? QJsonValue(formatTime(*message.serverTimeMs)) : QJsonValue();
@@ -37,8 +39,10 @@ QString messageToLine(const StoredMessage& message)
         ? QDateTime::fromMSecsSinceEpoch(*message.serverTimeMs, Qt::UTC)
               .toString(QStringLiteral("yyyy-MM-dd hh:mm:ss"))
         : QStringLiteral("(not yet sent)     ");
-    QString line = u'#' + seq.leftJustified(4) + u' ' + time + u"  " + message.sender + u": "
-        + QString::fromUtf8(message.body);
+    QString line = u'#' + seq.leftJustified(4) + u' ' + time + u"  "
+        + (message.kind == EntryKind::Membership
+                ? QString(u"* " + describeEntry(message))
+                : QString(message.sender + u": " + describeEntry(message)));
     if (message.state == MessageState::Queued || message.state == MessageState::Failed) {
         line += u"  [" + messageStateName(message.state)
             + (message.failureReason.isEmpty() ? QString() : u": " + message.failureReason)

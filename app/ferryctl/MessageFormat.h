@@ -6,8 +6,9 @@
 
 namespace ferry::ctl {
 
-/// One message as a JSON object: id, conversation, sender, seq (null while queued), body,
-/// state, server_time (ISO 8601, null while queued) and, for failed ones, failure.
+/// One entry as a JSON object: id, conversation, sender, seq (null while queued), kind
+/// ("message" or "membership"), body (for a membership change, the change in words), state,
+/// server_time (ISO 8601, null while queued) and, for failed ones, failure.
 QJsonObject messageToJson(const StoredMessage& message);
 
 /// One message as a line of a transcript, the same on every device that holds it:
