@@ -11,6 +11,7 @@ Q_DECLARE_LOGGING_CATEGORY(lcStore)      // ferry.store: the client's local data
 Q_DECLARE_LOGGING_CATEGORY(lcProtocol)   // ferry.protocol: frame encoding and decoding
 Q_DECLARE_LOGGING_CATEGORY(lcSync)       // ferry.sync: the client's connection and sync engine
 Q_DECLARE_LOGGING_CATEGORY(lcCtl)        // ferry.ctl: the scriptable client
+Q_DECLARE_LOGGING_CATEGORY(lcUi)         // ferry.ui: the Qt Quick app and its models
 Q_DECLARE_LOGGING_CATEGORY(lcServer)     // ferry.server: server lifecycle and connections
 Q_DECLARE_LOGGING_CATEGORY(lcServerAuth) // ferry.server.auth: accounts, devices, sessions
 Q_DECLARE_LOGGING_CATEGORY(lcServerDb)   // ferry.server.store: the server's database

@@ -8,6 +8,12 @@ packages=(
     g++ cmake ninja-build ccache pkg-config
     # Qt 6.4 modules: Core/Network/Sql/Test live in qt6-base-dev.
     qt6-base-dev qt6-websockets-dev qt6-httpserver-dev libqt6sql6-sqlite
+    # The Qt Quick app: QML, Qt Quick Controls (Fusion style), Layouts, the QML tools.
+    qt6-declarative-dev qt6-declarative-dev-tools qml6-module-qtquick
+    qml6-module-qtquick-controls qml6-module-qtquick-layouts qml6-module-qtquick-window
+    qml6-module-qtquick-templates qml6-module-qtqml-workerscript
+    # Screenshots of the app (packaging/screenshots.sh): a virtual X server and a font.
+    xvfb xauth fonts-dejavu-core
     # Wire format and cryptography.
     protobuf-compiler libprotobuf-dev libsodium-dev
     # Storage engine headers (the store talks to SQLite through Qt Sql, the CLI helps debugging).
