@@ -152,7 +152,7 @@ Pane {
                                     text: row.unread
                                     font.pixelSize: 11
                                     font.bold: true
-                                    color: Theme.onAccent
+                                    color: Theme.textOnAccent
                                 }
                             }
                         }

@@ -20,6 +20,23 @@ ApplicationWindow {
     minimumHeight: 480
     visible: true
     color: Theme.window
+    // The controls take their colours from the system palette too, so that a dark system gets
+    // dark buttons and fields, not light ones on a dark window.
+    palette.window: Theme.palette.window
+    palette.windowText: Theme.palette.windowText
+    palette.base: Theme.palette.base
+    palette.alternateBase: Theme.palette.alternateBase
+    palette.text: Theme.palette.text
+    palette.button: Theme.palette.button
+    palette.buttonText: Theme.palette.buttonText
+    palette.highlight: Theme.palette.highlight
+    palette.highlightedText: Theme.textOnAccent
+    palette.placeholderText: Theme.mutedText
+    palette.mid: Theme.palette.mid
+    palette.dark: Theme.palette.dark
+    palette.light: Theme.palette.light
+    palette.midlight: Theme.palette.midlight
+    palette.shadow: Theme.palette.shadow
     title: session.conversations.unreadTotal > 0
         ? qsTr("(%1) Ferry").arg(session.conversations.unreadTotal) : qsTr("Ferry")
 

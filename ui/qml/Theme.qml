@@ -15,10 +15,10 @@ QtObject {
     readonly property color mutedText: Qt.rgba(text.r, text.g, text.b, 0.62)
     readonly property color divider: Qt.rgba(text.r, text.g, text.b, 0.12)
     readonly property color accent: palette.highlight
-    readonly property color onAccent: accent.hslLightness < 0.62 ? "white" : "black"
+    readonly property color textOnAccent: "white"
     readonly property color selection: Qt.rgba(accent.r, accent.g, accent.b, dark ? 0.28 : 0.14)
     readonly property color ownBubble: accent
-    readonly property color ownBubbleText: onAccent
+    readonly property color ownBubbleText: textOnAccent
     readonly property color otherBubble: dark ? Qt.lighter(palette.base, 1.9) : "#ffffff"
     readonly property color otherBubbleBorder: dark ? "transparent" : "#dcdfe4"
     readonly property color otherBubbleText: text
