@@ -94,7 +94,8 @@ void TestAppGui::signInSendAndGoOffline()
     QTRY_VERIFY_WITH_TIMEOUT(
         messages->data(messages->index(0), MessageListModel::StateRole).toString() != u"queued",
         20'000);
-    const QString state = messages->data(messages->index(0), MessageListModel::StateRole).toString();
+    const QString state
+        = messages->data(messages->index(0), MessageListModel::StateRole).toString();
     QVERIFY2(state == u"sent" || state == u"delivered", qPrintable(state));
     QCOMPARE(input->property("text").toString(), QString());
     QCOMPARE(reset.size(), 0);

@@ -57,7 +57,9 @@ ChatSession::ChatSession(const QString& profileDir, const QUrl& serverOverride, 
 
     connect(m_messages, &MessageListModel::pageRequested, this,
         [this](quint64 token, const QString& conversationId, quint64 beforeSeq, int limit) {
-            toWorker([=](StoreWorker* w) { w->loadHistory(token, conversationId, beforeSeq, limit); });
+            toWorker([=](StoreWorker* w) {
+                w->loadHistory(token, conversationId, beforeSeq, limit);
+            });
         });
 
     m_countdown.setInterval(1000);

@@ -12,7 +12,8 @@ Rectangle {
     implicitWidth: 44
     implicitHeight: 44
     radius: width / 2
-    color: Qt.hsla((parseInt(Qt.md5(name).slice(0, 6), 16) % 360) / 360, 0.45, Theme.dark ? 0.42 : 0.55, 1)
+    color: Qt.hsla((parseInt(Qt.md5(name).slice(0, 6), 16) % 360) / 360, 0.45,
+                   Theme.dark ? 0.42 : 0.55, 1)
     Accessible.ignored: true
 
     Label {

@@ -56,14 +56,24 @@ Item {
             visible: root.newMarker
             width: parent.width
             spacing: 8
-            Rectangle { Layout.fillWidth: true; Layout.leftMargin: 14; height: 1; color: Theme.danger }
+            Rectangle {
+                Layout.fillWidth: true
+                Layout.leftMargin: 14
+                height: 1
+                color: Theme.danger
+            }
             Label {
                 text: qsTr("New messages")
                 color: Theme.danger
                 font.pixelSize: 12
                 font.bold: true
             }
-            Rectangle { Layout.fillWidth: true; Layout.rightMargin: 14; height: 1; color: Theme.danger }
+            Rectangle {
+                Layout.fillWidth: true
+                Layout.rightMargin: 14
+                height: 1
+                color: Theme.danger
+            }
         }
 
         Label {
