@@ -158,20 +158,20 @@ void StoreWorker::publishConversations(const QStringList& conversationIds)
     }
 }
 
-void StoreWorker::loadHistory(
-    quint64 token, const QString& conversationId, quint64 beforeSeq, int limit)
+QList<StoredMessage> StoreWorker::readPage(
+    const QString& conversationId, quint64 beforeSeq, int limit, bool* complete)
 {
     const bool newest = beforeSeq == 0;
     const quint64 before = newest ? std::numeric_limits<qint64>::max() : beforeSeq;
     Result<QList<StoredMessage>> page = m_store->history(conversationId, before, limit);
     if (!page) {
         qCWarning(lcUi) << "Could not read the history:" << page.error().message;
-        Q_EMIT historyLoaded(token, conversationId, {}, true);
-        return;
+        *complete = true;
+        return {};
     }
     QList<StoredMessage> entries = page.value();
-    const bool complete = entries.size() < limit || (!entries.isEmpty() && entries.first().seq
-        && *entries.first().seq <= 1);
+    *complete = entries.size() < limit
+        || (!entries.isEmpty() && entries.first().seq && *entries.first().seq <= 1);
 
     // Unsent messages have no sequence number yet; they are the newest of all and come with
     // the first page.
@@ -185,7 +185,60 @@ void StoreWorker::loadHistory(
             }
         }
     }
-    Q_EMIT historyLoaded(token, conversationId, entries, complete);
+    return entries;
+}
+
+void StoreWorker::loadHistory(
+    quint64 token, const QString& conversationId, quint64 beforeSeq, int limit)
+{
+    bool complete = true;
+    const QList<StoredMessage> entries = readPage(conversationId, beforeSeq, limit, &complete);
+
+    // The oldest sequence number this page reaches; the conversation starts at 1, so anything
+    // above it that the store does not hold may still be on the server.
+    quint64 oldest = beforeSeq;
+    for (const StoredMessage& entry : entries) {
+        if (entry.seq) {
+            oldest = *entry.seq;
+            break;
+        }
+    }
+    const bool serverMayHaveMore = oldest != 1 && !m_olderFetch && m_engine
+        && m_engine->state() == SyncEngine::State::Live;
+    if (!complete || !serverMayHaveMore) {
+        Q_EMIT historyLoaded(token, conversationId, entries, complete);
+        return;
+    }
+
+    // The model keeps its "Loading earlier messages…" row until the answer: the page is read
+    // again from the store once the server's entries are in it. Offline, the page ends here;
+    // opening the conversation again once connected asks again.
+    OlderFetch fetch;
+    fetch.token = token;
+    fetch.conversationId = conversationId;
+    fetch.beforeSeq = beforeSeq;
+    fetch.limit = limit;
+    fetch.belowSeq = oldest == 0 ? std::numeric_limits<quint64>::max() : oldest;
+    fetch.requestId = m_engine->fetchOlderHistory(conversationId);
+    qCDebug(lcUi) << "Asking the server for history below" << oldest << "of" << conversationId;
+    m_olderFetch = fetch;
+}
+
+void StoreWorker::finishOlderFetch(const QString& error)
+{
+    const OlderFetch fetch = *m_olderFetch;
+    m_olderFetch.reset();
+    if (!error.isEmpty()) {
+        qCWarning(lcUi) << "Could not fetch older history from the server:" << error;
+    }
+
+    bool complete = true;
+    const QList<StoredMessage> entries
+        = readPage(fetch.conversationId, fetch.beforeSeq, fetch.limit, &complete);
+    // A page still short after the server answered is all there is (or all this account may
+    // read); asking again would only repeat the answer.
+    Q_EMIT historyLoaded(fetch.token, fetch.conversationId, entries,
+        complete || !error.isEmpty());
 }
 
 void StoreWorker::send(const QString& conversationId, const QByteArray& body)
@@ -246,7 +299,18 @@ void StoreWorker::publishMessage(const QByteArray& messageId)
 
 void StoreWorker::handleMessagesAdded(const QList<StoredMessage>& entries)
 {
-    Q_EMIT messagesStored(entries);
+    // Older history fetched for the model arrives with its page, in one insertion, and is no
+    // news to notify about.
+    QList<StoredMessage> fresh = entries;
+    if (m_olderFetch) {
+        fresh.removeIf([fetch = *m_olderFetch](const StoredMessage& entry) {
+            return entry.conversationId == fetch.conversationId && entry.seq
+                && *entry.seq < fetch.belowSeq;
+        });
+    }
+    if (!fresh.isEmpty()) {
+        Q_EMIT messagesStored(fresh);
+    }
     QStringList touched;
     for (const StoredMessage& entry : entries) {
         if (!touched.contains(entry.conversationId)) {
@@ -288,7 +352,9 @@ void StoreWorker::createGroup(const QString& title, const QStringList& members)
 
 void StoreWorker::handleRequestFinished(quint64 requestId, const QString& error)
 {
-    if (requestId == m_removeRequest) {
+    if (m_olderFetch && requestId == m_olderFetch->requestId) {
+        finishOlderFetch(error);
+    } else if (requestId == m_removeRequest) {
         if (!error.isEmpty()) {
             Q_EMIT actionFailed(tr("Could not sign the device out: %1").arg(error));
         }

@@ -10,6 +10,7 @@
 #include <QUrl>
 
 #include <memory>
+#include <optional>
 
 namespace ferry::ui {
 
@@ -50,6 +51,8 @@ public:
 
     void loadConversations();
     /// Reads a page of history: with `beforeSeq` 0, the newest page and every unsent message.
+    /// When the store holds nothing older and the conversation does not start with it, the page
+    /// is asked of the server first (SyncEngine::fetchOlderHistory) and answered once it is in.
     void loadHistory(quint64 token, const QString& conversationId, quint64 beforeSeq, int limit);
     void send(const QString& conversationId, const QByteArray& body);
     void cancel(const QByteArray& messageId);
@@ -89,6 +92,10 @@ private:
     void handleMessagesAdded(const QList<StoredMessage>& entries);
     void handleConversationsChanged(const QStringList& conversationIds);
     void handleRequestFinished(quint64 requestId, const QString& error);
+    void finishOlderFetch(const QString& error);
+    /// Reads a page from the store; `complete` is true when nothing older is held.
+    QList<StoredMessage> readPage(
+        const QString& conversationId, quint64 beforeSeq, int limit, bool* complete);
 
     QString m_profileDir;
     QUrl m_serverOverride;
@@ -98,6 +105,18 @@ private:
     bool m_signingIn = false;
     quint64 m_removeRequest = 0;
     quint64 m_groupRequest = 0;
+
+    /// A page of history being fetched from the server; the model's request waits for it.
+    struct OlderFetch {
+        quint64 requestId = 0;
+        quint64 token = 0;
+        QString conversationId;
+        quint64 beforeSeq = 0;
+        int limit = 0;
+        /// Entries below this sequence number come with the page, not as new messages.
+        quint64 belowSeq = 0;
+    };
+    std::optional<OlderFetch> m_olderFetch;
 };
 
 } // namespace ferry::ui
