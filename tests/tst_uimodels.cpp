@@ -55,6 +55,7 @@ private Q_SLOTS:
     void cancelledMessagesAreRemoved();
     void conversationListMovesTheActiveConversationUp();
     void olderPagesAreAppendedThroughTheWorker();
+    void aLateNumberMovesTheMessageToItsPlace();
 
 private:
     /// Opens the model on Conversation and answers its first page from the store.
@@ -261,6 +262,56 @@ void TestUiModels::olderPagesAreAppendedThroughTheWorker()
     QCOMPARE(model->data(model->index(Total - 1), MessageListModel::TextRole).toString(),
         QStringLiteral("message 1"));
     QVERIFY(model->data(model->index(Total - 1), MessageListModel::ShowDayRole).toBool());
+    QCOMPARE(reset.size(), 0);
+}
+
+void TestUiModels::aLateNumberMovesTheMessageToItsPlace()
+{
+    Result<StoredMessage> late = m_store->enqueue(Conversation, "written first");
+    QVERIFY(late);
+    Result<StoredMessage> failed = m_store->enqueue(Conversation, "refused");
+    QVERIFY(failed);
+    MessageListModel model;
+    openModel(&model);
+    QCOMPARE(model.rowCount(), 2);
+
+    QSignalSpy moved(&model, &QAbstractItemModel::rowsMoved);
+    QSignalSpy reset(&model, &QAbstractItemModel::modelReset);
+    Result<AppliedEvents> applied = m_store->applyEvents({ fromBob(2), fromBob(3) }, 3);
+    QVERIFY(applied);
+    model.addEntries(applied->added);
+    QVERIFY(m_store->markFailed(failed->messageId, QStringLiteral("too long")));
+    model.updateEntries({ *m_store->message(failed->messageId) });
+    QCOMPARE(moved.size(), 0);
+
+    // The server had numbered the first message 1, before bob's: its ack comes late.
+    QVERIFY(m_store->markSent(late->messageId, 1, 1'700'000'000'500));
+    model.updateEntries({ *m_store->message(late->messageId) });
+    QCOMPARE(moved.size(), 1);
+    QCOMPARE(moved.first().at(1).toInt(), 1); // from row 1 (below the failed one)
+    QCOMPARE(moved.first().at(4).toInt(), 4); // to the oldest end, below bob's two
+
+    // The rows read as the store's history does (as `ferryctl history` prints it), newest first.
+    Result<QList<StoredMessage>> history = m_store->history(Conversation);
+    QVERIFY(history);
+    QList<QByteArray> expected;
+    for (const StoredMessage& entry : history.value()) {
+        expected.prepend(entry.messageId);
+    }
+    Result<QList<StoredMessage>> unsent = m_store->unsentMessages();
+    QVERIFY(unsent);
+    for (const StoredMessage& entry : unsent.value()) {
+        if (!expected.contains(entry.messageId)) {
+            expected.prepend(entry.messageId);
+        }
+    }
+    QList<QByteArray> rows;
+    for (int row = 0; row < model.rowCount(); ++row) {
+        rows.append(model.messageIdAt(row));
+    }
+    QCOMPARE(rows, expected);
+    QCOMPARE(model.messageIdAt(3), late->messageId);
+    QVERIFY(model.data(model.index(3), MessageListModel::ShowDayRole).toBool());
     QCOMPARE(reset.size(), 0);
 }
 

@@ -53,6 +53,19 @@ namespace {
             && a.failureReason == b.failureReason && a.body == b.body;
     }
 
+    /// Display order, as the store's history() gives it: by sequence number, and the unsent
+    /// (which have none yet) newest of all, in the order they were written.
+    bool isNewer(const StoredMessage& a, const StoredMessage& b)
+    {
+        if (a.seq && b.seq) {
+            return *a.seq > *b.seq;
+        }
+        if (!a.seq && !b.seq) {
+            return a.localId > b.localId;
+        }
+        return !a.seq;
+    }
+
 } // namespace
 
 QString shortTime(const QDateTime& time)
@@ -237,13 +250,7 @@ void MessageListModel::addEntries(const QList<StoredMessage>& entries)
         }
         // Display order is by sequence number with unsent messages newest of all, so an entry
         // from the server goes below (after, in rows) the unsent ones and any newer entry.
-        int row = 0;
-        if (entry.seq) {
-            while (row < m_entries.size()
-                && (!m_entries.at(row).seq || *m_entries.at(row).seq > *entry.seq)) {
-                ++row;
-            }
-        }
+        const int row = rowFor(entry);
         beginInsertRows({}, row, row);
         m_entries.insert(row, entry);
         endInsertRows();
@@ -263,7 +270,41 @@ void MessageListModel::updateEntries(const QList<StoredMessage>& entries)
         m_entries[row] = entry;
         const QModelIndex changed = index(row);
         Q_EMIT dataChanged(changed, changed);
+        moveToPlace(row);
     }
+}
+
+int MessageListModel::rowFor(const StoredMessage& entry) const
+{
+    int row = 0;
+    while (row < m_entries.size() && !isNewer(entry, m_entries.at(row))) {
+        ++row;
+    }
+    return row;
+}
+
+void MessageListModel::moveToPlace(int row)
+{
+    // An own message that the server numbered after newer entries had already arrived (its ack
+    // came late, or it was sent from behind a failed one) belongs at its sequence number, as
+    // `ferryctl history` and every other device show it.
+    const StoredMessage entry = m_entries.at(row);
+    m_entries.removeAt(row);
+    const int to = rowFor(entry);
+    m_entries.insert(row, entry);
+    if (to == row) {
+        return;
+    }
+
+    beginMoveRows({}, row, row, {}, to > row ? to + 1 : to);
+    m_entries.move(row, to);
+    endMoveRows();
+    qCDebug(lcUi) << "Moved an entry from row" << row << "to row" << to;
+
+    notifyNeighbours(to);
+    notifyNeighbours(to - 1);
+    // The entry that was just newer than the moved one now lies above a different older entry.
+    notifyNeighbours(to > row ? row - 1 : row);
 }
 
 void MessageListModel::removeEntries(const QList<QByteArray>& messageIds)

@@ -10,8 +10,9 @@ namespace ferry::ui {
 
 /// The entries of the conversation on screen, newest first (row 0 is the newest, so a view laid
 /// out bottom to top grows upwards as older pages arrive at the end). Updated in place: new
-/// entries are inserted, changed states emit dataChanged, cancelled messages are removed; the
-/// model is reset only when another conversation is opened.
+/// entries are inserted, changed states emit dataChanged, cancelled messages are removed, an own
+/// message numbered behind newer entries is moved to its place; the model is reset only when
+/// another conversation is opened.
 ///
 /// Pages come from the worker thread: fetchMore() asks for one through the `pageRequested`
 /// signal and appendPage() takes the answer. Roles that depend on the neighbouring entry (a day
@@ -94,6 +95,10 @@ private:
     bool firstInGroup(int row) const;
     bool isNewMarker(int row) const;
     quint64 oldestSeq() const;
+    /// Where `entry` belongs among the rows held (the row it would be inserted at).
+    int rowFor(const ferry::StoredMessage& entry) const;
+    /// Moves the entry at `row` to where its (new) sequence number puts it, if that differs.
+    void moveToPlace(int row);
     void notifyNeighbours(int row);
 
     QString m_conversationId;
