@@ -8,6 +8,7 @@
 #include "ui/ChatSession.h"
 #include "ui/ConversationListModel.h"
 #include "ui/MessageListModel.h"
+#include "ui/Notifier.h"
 
 #include <QSignalSpy>
 #include <QTemporaryDir>
@@ -56,6 +57,9 @@ private Q_SLOTS:
     void conversationListMovesTheActiveConversationUp();
     void olderPagesAreAppendedThroughTheWorker();
     void aLateNumberMovesTheMessageToItsPlace();
+    void whatNotifies_data();
+    void whatNotifies();
+    void withoutATrayNotificationsStayInTheWindow();
 
 private:
     /// Opens the model on Conversation and answers its first page from the store.
@@ -313,6 +317,53 @@ void TestUiModels::aLateNumberMovesTheMessageToItsPlace()
     QCOMPARE(model.messageIdAt(3), late->messageId);
     QVERIFY(model.data(model.index(3), MessageListModel::ShowDayRole).toBool());
     QCOMPARE(reset.size(), 0);
+}
+
+void TestUiModels::whatNotifies_data()
+{
+    QTest::addColumn<QString>("sender");
+    QTest::addColumn<bool>("membership");
+    QTest::addColumn<QString>("onScreen");
+    QTest::addColumn<bool>("windowActive");
+    QTest::addColumn<bool>("notifies");
+
+    const QString other = QStringLiteral("direct:alice:carol");
+    QTest::newRow("bob writes in a conversation not on screen")
+        << "bob" << false << other << true << true;
+    QTest::newRow("bob writes with no conversation open") << "bob" << false << "" << true << true;
+    QTest::newRow("bob writes in the conversation on screen")
+        << "bob" << false << Conversation << true << false;
+    QTest::newRow("bob writes on screen while the window is in the background")
+        << "bob" << false << Conversation << false << true;
+    QTest::newRow("alice's own message from her other device")
+        << "alice" << false << other << false << false;
+    QTest::newRow("a member was added") << "bob" << true << other << false << false;
+}
+
+void TestUiModels::whatNotifies()
+{
+    QFETCH(QString, sender);
+    QFETCH(bool, membership);
+    QFETCH(QString, onScreen);
+    QFETCH(bool, windowActive);
+    QFETCH(bool, notifies);
+
+    StoredMessage entry;
+    entry.conversationId = Conversation;
+    entry.sender = sender;
+    entry.kind = membership ? EntryKind::Membership : EntryKind::Message;
+    QCOMPARE(shouldNotify(entry, QStringLiteral("alice"), onScreen, windowActive), notifies);
+}
+
+void TestUiModels::withoutATrayNotificationsStayInTheWindow()
+{
+    QVERIFY(m_store->applyEvents({ fromBob(1) }, 1));
+    m_store.reset();
+    ChatSession session(m_dir->path(), QUrl(QStringLiteral("ws://127.0.0.1:9")));
+    TrayNotifier notifier(&session);
+    QVERIFY(!notifier.isActive()); // offscreen: no system tray
+    QVERIFY(!session.hasDesktopNotifications());
+    QTRY_COMPARE(session.phase(), ChatSession::Phase::SignedIn);
 }
 
 QTEST_MAIN(TestUiModels)

@@ -49,7 +49,14 @@ QQuickWindow* loadMainWindow(QQmlApplicationEngine& engine, ChatSession* session
         qCWarning(lcUi) << "Could not load the main window: see the QML errors above";
         return nullptr;
     }
-    return qobject_cast<QQuickWindow*>(engine.rootObjects().constFirst());
+    auto* window = qobject_cast<QQuickWindow*>(engine.rootObjects().constFirst());
+    if (window) {
+        // Whether the person is looking at the window decides whether a message notifies.
+        session->setWindowActive(window->isActive());
+        QObject::connect(window, &QWindow::activeChanged, session,
+            [session, window] { session->setWindowActive(window->isActive()); });
+    }
+    return window;
 }
 
 bool saveScreenshot(QQuickWindow* window, const QString& path)

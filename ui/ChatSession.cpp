@@ -3,6 +3,7 @@
 #include "core/ConversationId.h"
 #include "core/Logging.h"
 #include "core/MessageId.h"
+#include "ui/Notifier.h"
 
 #include <QMetaEnum>
 #include <QRegularExpression>
@@ -252,21 +253,34 @@ void ChatSession::handleMessagesStored(const QList<StoredMessage>& entries)
 
     bool readHere = false;
     for (const StoredMessage& entry : entries) {
-        if (entry.sender == m_userName || entry.kind != EntryKind::Message) {
-            continue;
-        }
-        if (entry.conversationId == m_currentId) {
+        if (entry.conversationId == m_currentId && entry.kind == EntryKind::Message
+            && entry.sender != m_userName) {
             readHere = true;
+        }
+        if (!shouldNotify(entry, m_userName, m_currentId, m_windowActive)) {
             continue;
         }
         const std::optional<ConversationSummary> summary
             = m_conversations->summary(entry.conversationId);
         const QString title = summary ? m_conversations->nameOf(*summary) : entry.sender;
-        Q_EMIT notificationPosted(title, tr("%1: %2").arg(entry.sender, describeEntry(entry)));
+        const QString text = tr("%1: %2").arg(entry.sender, describeEntry(entry));
+        Q_EMIT notificationPosted(title, text);
+        if (!m_desktopNotifications) {
+            Q_EMIT toastRequested(tr("%1 — %2").arg(title, text));
+        }
     }
     if (readHere) {
         toWorker([id = m_currentId](StoreWorker* w) { w->markRead(id); });
     }
+}
+
+void ChatSession::setWindowActive(bool active)
+{
+    if (m_windowActive == active) {
+        return;
+    }
+    m_windowActive = active;
+    Q_EMIT windowActiveChanged();
 }
 
 void ChatSession::openConversation(const QString& conversationId)

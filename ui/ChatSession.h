@@ -37,6 +37,8 @@ class ChatSession : public QObject {
     Q_PROPERTY(QString currentTitle READ currentTitle NOTIFY currentConversationChanged)
     Q_PROPERTY(QString currentSubtitle READ currentSubtitle NOTIFY currentConversationChanged)
     Q_PROPERTY(QString notice READ notice NOTIFY noticeChanged)
+    Q_PROPERTY(bool windowActive READ isWindowActive WRITE setWindowActive
+            NOTIFY windowActiveChanged)
     Q_PROPERTY(ferry::ui::ConversationListModel* conversations READ conversations CONSTANT)
     Q_PROPERTY(ferry::ui::MessageListModel* messages READ messages CONSTANT)
     Q_PROPERTY(ferry::ui::DeviceListModel* devices READ devices CONSTANT)
@@ -71,6 +73,11 @@ public:
     QString currentTitle() const;
     QString currentSubtitle() const;
     QString notice() const { return m_notice; }
+    bool isWindowActive() const { return m_windowActive; }
+    void setWindowActive(bool active);
+    /// Set by TrayNotifier when the desktop shows notifications; the window then shows no toast.
+    void setDesktopNotifications(bool enabled) { m_desktopNotifications = enabled; }
+    bool hasDesktopNotifications() const { return m_desktopNotifications; }
     ConversationListModel* conversations() const { return m_conversations; }
     MessageListModel* messages() const { return m_messages; }
     DeviceListModel* devices() const { return m_devices; }
@@ -101,8 +108,11 @@ Q_SIGNALS:
     void connectionChanged();
     void currentConversationChanged();
     void noticeChanged();
-    /// A message arrived in a conversation that is not on screen.
+    void windowActiveChanged();
+    /// A message arrived that the person has not seen (see shouldNotify()).
     void notificationPosted(const QString& title, const QString& text);
+    /// The same, for the window's own toast: only where the desktop does not show it.
+    void toastRequested(const QString& text);
 
 private:
     template <typename Call> void toWorker(Call&& call);
@@ -130,6 +140,8 @@ private:
     QString m_stoppedMessage;
     QString m_currentId;
     QString m_notice;
+    bool m_windowActive = true;
+    bool m_desktopNotifications = false;
 };
 
 } // namespace ferry::ui

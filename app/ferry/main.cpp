@@ -4,10 +4,11 @@
 #include "core/Logging.h"
 #include "ui/AppWindow.h"
 #include "ui/ChatSession.h"
+#include "ui/Notifier.h"
 
 #include <QCommandLineParser>
 #include <QDir>
-#include <QGuiApplication>
+#include <QApplication>
 #include <QQmlApplicationEngine>
 #include <QQuickWindow>
 #include <QStandardPaths>
@@ -30,7 +31,7 @@ struct Options {
     bool dark = false;
 };
 
-Options parseOptions(const QGuiApplication& app)
+Options parseOptions(const QApplication& app)
 {
     QCommandLineParser parser;
     parser.setApplicationDescription(QStringLiteral("Ferry: offline-first chat."));
@@ -84,7 +85,8 @@ Options parseOptions(const QGuiApplication& app)
 
 int main(int argc, char* argv[])
 {
-    QGuiApplication app(argc, argv);
+    // A QApplication (not only a QGuiApplication) for QSystemTrayIcon; the UI is all QML.
+    QApplication app(argc, argv);
     QGuiApplication::setApplicationName(QStringLiteral("ferry"));
     QGuiApplication::setApplicationDisplayName(QStringLiteral("Ferry"));
     QGuiApplication::setApplicationVersion(QStringLiteral(FERRY_VERSION));
@@ -109,6 +111,7 @@ int main(int argc, char* argv[])
     if (!window) {
         return 1;
     }
+    ferry::ui::TrayNotifier notifier(&session);
     if (options.size.isValid()) {
         window->resize(options.size);
     }
@@ -127,5 +130,5 @@ int main(int argc, char* argv[])
             QCoreApplication::exit(saved ? 0 : 1);
         });
     }
-    return QGuiApplication::exec();
+    return QApplication::exec();
 }

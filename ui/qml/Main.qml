@@ -162,8 +162,8 @@ ApplicationWindow {
             if (root.session.notice.length > 0)
                 toast.show(root.session.notice)
         }
-        function onNotificationPosted(title, text) {
-            toast.show(qsTr("%1 — %2").arg(title).arg(text))
+        function onToastRequested(text) {
+            toast.show(text)
         }
     }
 }
