@@ -69,6 +69,12 @@ void TestAppGui::signInSendAndGoOffline()
     QTRY_COMPARE_WITH_TIMEOUT(session.phase(), ChatSession::Phase::SignedIn, 20'000);
     QTRY_COMPARE_WITH_TIMEOUT(session.connectionState(), QStringLiteral("Live"), 20'000);
 
+    // Offscreen there is no system keychain: the device page says the profile folder keeps it.
+    auto* credentials = window->findChild<QQuickItem*>(QStringLiteral("credentialsNote"));
+    QVERIFY(credentials);
+    QVERIFY2(credentials->property("text").toString().contains(u"profile's folder"),
+        qPrintable(credentials->property("text").toString()));
+
     auto* banner = window->findChild<QQuickItem*>(QStringLiteral("connectionBanner"));
     QVERIFY(banner);
     QVERIFY(!banner->isVisible());

@@ -274,6 +274,13 @@ void ChatSession::handleMessagesStored(const QList<StoredMessage>& entries)
     }
 }
 
+QString ChatSession::credentialsNote() const
+{
+    // The store keeps the device token in its database and the engine reads it from there, so
+    // the system keychain is not used yet (docs/app.md, "Not done yet").
+    return tr("Your sign-in is kept in this profile's folder, readable only by you.");
+}
+
 void ChatSession::setWindowActive(bool active)
 {
     if (m_windowActive == active) {

@@ -37,6 +37,7 @@ class ChatSession : public QObject {
     Q_PROPERTY(QString currentTitle READ currentTitle NOTIFY currentConversationChanged)
     Q_PROPERTY(QString currentSubtitle READ currentSubtitle NOTIFY currentConversationChanged)
     Q_PROPERTY(QString notice READ notice NOTIFY noticeChanged)
+    Q_PROPERTY(QString credentialsNote READ credentialsNote CONSTANT)
     Q_PROPERTY(bool windowActive READ isWindowActive WRITE setWindowActive
             NOTIFY windowActiveChanged)
     Q_PROPERTY(ferry::ui::ConversationListModel* conversations READ conversations CONSTANT)
@@ -73,6 +74,8 @@ public:
     QString currentTitle() const;
     QString currentSubtitle() const;
     QString notice() const { return m_notice; }
+    /// Where this device's sign-in (its device token) is kept, in words for the devices page.
+    QString credentialsNote() const;
     bool isWindowActive() const { return m_windowActive; }
     void setWindowActive(bool active);
     /// Set by TrayNotifier when the desktop shows notifications; the window then shows no toast.

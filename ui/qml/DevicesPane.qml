@@ -32,6 +32,16 @@ Pane {
             }
         }
 
+        Label {
+            objectName: "credentialsNote"
+            Layout.fillWidth: true
+            Layout.margins: Theme.margin
+            text: root.session.credentialsNote
+            wrapMode: Text.Wrap
+            color: Theme.mutedText
+            font.pixelSize: 12
+        }
+
         ListView {
             id: list
             Layout.fillWidth: true
