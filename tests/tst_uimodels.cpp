@@ -60,6 +60,7 @@ private Q_SLOTS:
     void whatNotifies_data();
     void whatNotifies();
     void withoutATrayNotificationsStayInTheWindow();
+    void typingAndPresenceInWords();
 
 private:
     /// Opens the model on Conversation and answers its first page from the store.
@@ -364,6 +365,25 @@ void TestUiModels::withoutATrayNotificationsStayInTheWindow()
     QVERIFY(!notifier.isActive()); // offscreen: no system tray
     QVERIFY(!session.hasDesktopNotifications());
     QTRY_COMPARE(session.phase(), ChatSession::Phase::SignedIn);
+}
+
+void TestUiModels::typingAndPresenceInWords()
+{
+    QCOMPARE(ChatSession::typingTextFor({}), QString());
+    QCOMPARE(ChatSession::typingTextFor({ u"bob"_qs }), QStringLiteral("bob is typing…"));
+    QCOMPARE(ChatSession::typingTextFor({ u"bob"_qs, u"carol"_qs }),
+        QStringLiteral("bob and carol are typing…"));
+    QCOMPARE(ChatSession::typingTextFor({ u"bob"_qs, u"carol"_qs, u"dave"_qs }),
+        QStringLiteral("3 people are typing…"));
+
+    const QDateTime now = QDateTime::currentDateTime();
+    QCOMPARE(ChatSession::presenceTextFor(true, {}, now), QStringLiteral("online"));
+    QCOMPARE(ChatSession::presenceTextFor(false, {}, now), QString());
+    const QDateTime earlier(now.date(), QTime(0, 5));
+    QCOMPARE(ChatSession::presenceTextFor(false, earlier, now),
+        QStringLiteral("last seen ") + shortTime(earlier));
+    QVERIFY(ChatSession::presenceTextFor(false, earlier.addDays(-3), now)
+                .endsWith(shortTime(earlier)));
 }
 
 QTEST_MAIN(TestUiModels)

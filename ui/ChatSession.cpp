@@ -5,6 +5,7 @@
 #include "core/MessageId.h"
 #include "ui/Notifier.h"
 
+#include <QLocale>
 #include <QMetaEnum>
 #include <QRegularExpression>
 #include <QSysInfo>
@@ -55,6 +56,12 @@ ChatSession::ChatSession(const QString& profileDir, const QUrl& serverOverride, 
     connect(worker, &StoreWorker::devicesListed, m_devices, &DeviceListModel::setDevices);
     connect(worker, &StoreWorker::groupCreated, this, &ChatSession::openConversation);
     connect(worker, &StoreWorker::actionFailed, this, &ChatSession::setNotice);
+    connect(worker, &StoreWorker::typingChanged, this, &ChatSession::handleTyping);
+    connect(worker, &StoreWorker::presenceChanged, this,
+        [this](const QString& userName, bool online, const QDateTime& lastSeen) {
+            m_presence.insert(userName, { online, lastSeen });
+            Q_EMIT currentConversationChanged();
+        });
 
     connect(m_messages, &MessageListModel::pageRequested, this,
         [this](quint64 token, const QString& conversationId, quint64 beforeSeq, int limit) {
@@ -62,6 +69,10 @@ ChatSession::ChatSession(const QString& profileDir, const QUrl& serverOverride, 
                 w->loadHistory(token, conversationId, beforeSeq, limit);
             });
         });
+
+    m_typingIdle.setInterval(TypingIdleMs);
+    m_typingIdle.setSingleShot(true);
+    connect(&m_typingIdle, &QTimer::timeout, this, &ChatSession::stopTyping);
 
     m_countdown.setInterval(1000);
     connect(&m_countdown, &QTimer::timeout, this, &ChatSession::connectionChanged);
@@ -290,23 +301,101 @@ void ChatSession::setWindowActive(bool active)
     Q_EMIT windowActiveChanged();
 }
 
+void ChatSession::handleTyping(const QString& conversationId, const QString& userName, bool active)
+{
+    QStringList& typing = m_typing[conversationId];
+    typing.removeAll(userName);
+    if (active) {
+        typing.append(userName);
+    }
+    if (conversationId == m_currentId) {
+        Q_EMIT typingChanged();
+    }
+}
+
+QString ChatSession::typingText() const
+{
+    return typingTextFor(m_typing.value(m_currentId));
+}
+
+QString ChatSession::typingTextFor(const QStringList& userNames)
+{
+    switch (userNames.size()) {
+    case 0:
+        return {};
+    case 1:
+        return tr("%1 is typing…").arg(userNames.at(0));
+    case 2:
+        return tr("%1 and %2 are typing…").arg(userNames.at(0), userNames.at(1));
+    default:
+        return tr("%n people are typing…", nullptr, static_cast<int>(userNames.size()));
+    }
+}
+
+QString ChatSession::presenceTextFor(bool online, const QDateTime& lastSeen, const QDateTime& now)
+{
+    if (online) {
+        return tr("online");
+    }
+    if (!lastSeen.isValid()) {
+        return {};
+    }
+    if (lastSeen.toLocalTime().date() == now.toLocalTime().date()) {
+        return tr("last seen %1").arg(shortTime(lastSeen));
+    }
+    return tr("last seen %1 %2")
+        .arg(QLocale().toString(lastSeen.toLocalTime().date(), QLocale::ShortFormat),
+            shortTime(lastSeen));
+}
+
+void ChatSession::composerEdited(const QString& text)
+{
+    if (m_currentId.isEmpty()) {
+        return;
+    }
+    if (text.trimmed().isEmpty()) {
+        stopTyping();
+        return;
+    }
+    if (m_typingIn != m_currentId) {
+        stopTyping();
+        m_typingIn = m_currentId;
+        toWorker([id = m_currentId](StoreWorker* w) { w->sendTyping(id, true); });
+    }
+    m_typingIdle.start();
+}
+
+void ChatSession::stopTyping()
+{
+    m_typingIdle.stop();
+    if (m_typingIn.isEmpty()) {
+        return;
+    }
+    toWorker([id = m_typingIn](StoreWorker* w) { w->sendTyping(id, false); });
+    m_typingIn.clear();
+}
+
 void ChatSession::openConversation(const QString& conversationId)
 {
     if (conversationId.isEmpty()) {
         return;
     }
+    stopTyping();
     const std::optional<ConversationSummary> summary = m_conversations->summary(conversationId);
     m_currentId = conversationId;
     m_messages->open(conversationId, m_userName, summary ? summary->readSeq : 0);
     Q_EMIT currentConversationChanged();
+    Q_EMIT typingChanged();
     toWorker([conversationId](StoreWorker* w) { w->markRead(conversationId); });
 }
 
 void ChatSession::closeConversation()
 {
+    stopTyping();
     m_currentId.clear();
     m_messages->close();
     Q_EMIT currentConversationChanged();
+    Q_EMIT typingChanged();
 }
 
 QString ChatSession::currentTitle() const
@@ -324,8 +413,17 @@ QString ChatSession::currentTitle() const
 
 QString ChatSession::currentSubtitle() const
 {
+    if (directConversationMembers(m_currentId).size() == 2) {
+        const QString peer = directConversationPeer(m_currentId, m_userName);
+        const auto presence = m_presence.constFind(peer);
+        if (presence == m_presence.cend()) {
+            return {};
+        }
+        return presenceTextFor(
+            presence->online, presence->lastSeen, QDateTime::currentDateTime());
+    }
     const std::optional<ConversationSummary> summary = m_conversations->summary(m_currentId);
-    if (!summary || directConversationMembers(m_currentId).size() == 2) {
+    if (!summary) {
         return {};
     }
     return tr("%n member(s)", nullptr, static_cast<int>(summary->members.size()));
@@ -371,6 +469,7 @@ bool ChatSession::sendMessage(const QString& text)
     if (trimmed.isEmpty() || m_currentId.isEmpty()) {
         return false;
     }
+    stopTyping();
     toWorker([id = m_currentId, body = trimmed.toUtf8()](StoreWorker* w) { w->send(id, body); });
     return true;
 }

@@ -5,6 +5,7 @@
 #include "ui/MessageListModel.h"
 #include "ui/StoreWorker.h"
 
+#include <QHash>
 #include <QObject>
 #include <QThread>
 #include <QTimer>
@@ -37,6 +38,7 @@ class ChatSession : public QObject {
     Q_PROPERTY(QString currentTitle READ currentTitle NOTIFY currentConversationChanged)
     Q_PROPERTY(QString currentSubtitle READ currentSubtitle NOTIFY currentConversationChanged)
     Q_PROPERTY(QString notice READ notice NOTIFY noticeChanged)
+    Q_PROPERTY(QString typingText READ typingText NOTIFY typingChanged)
     Q_PROPERTY(QString credentialsNote READ credentialsNote CONSTANT)
     Q_PROPERTY(bool windowActive READ isWindowActive WRITE setWindowActive
             NOTIFY windowActiveChanged)
@@ -85,6 +87,12 @@ public:
     MessageListModel* messages() const { return m_messages; }
     DeviceListModel* devices() const { return m_devices; }
 
+    /// Who is typing in the open conversation, in words ("bob is typing…"); empty if nobody.
+    QString typingText() const;
+    static QString typingTextFor(const QStringList& userNames);
+    /// A person's presence for a conversation header: "online", "last seen 17:40".
+    static QString presenceTextFor(bool online, const QDateTime& lastSeen, const QDateTime& now);
+
     /// The banner's words for an engine state, at `now`; empty when nothing needs saying.
     static QString bannerTextFor(const EngineSnapshot& snapshot, const QDateTime& now);
 
@@ -104,6 +112,11 @@ public:
     Q_INVOKABLE void refreshDevices();
     Q_INVOKABLE void removeDevice(const QString& deviceId);
     Q_INVOKABLE void dismissNotice();
+    /// The composer's text changed: tells the others this account is typing, and that it
+    /// stopped after TypingIdleMs without an edit (or on sending).
+    Q_INVOKABLE void composerEdited(const QString& text);
+
+    static constexpr int TypingIdleMs = 3000;
 
 Q_SIGNALS:
     void phaseChanged();
@@ -112,6 +125,7 @@ Q_SIGNALS:
     void currentConversationChanged();
     void noticeChanged();
     void windowActiveChanged();
+    void typingChanged();
     /// A message arrived that the person has not seen (see shouldNotify()).
     void notificationPosted(const QString& title, const QString& text);
     /// The same, for the window's own toast: only where the desktop does not show it.
@@ -126,6 +140,8 @@ private:
     void handleEngineChanged(const EngineSnapshot& snapshot);
     void handleMessagesStored(const QList<StoredMessage>& entries);
     void handleConversationsUpdated(const QList<ConversationSummary>& summaries);
+    void handleTyping(const QString& conversationId, const QString& userName, bool active);
+    void stopTyping();
 
     QThread m_thread;
     /// Lives on m_thread; deleted here only after the thread has finished.
@@ -134,6 +150,8 @@ private:
     MessageListModel* m_messages;
     DeviceListModel* m_devices;
     QTimer m_countdown; ///< refreshes "retrying in N s" once a second
+    QTimer m_typingIdle; ///< running while this account is marked as typing
+    QString m_typingIn;  ///< the conversation this account is marked as typing in
 
     Phase m_phase = Phase::Opening;
     QString m_userName;
@@ -144,6 +162,12 @@ private:
     QString m_currentId;
     QString m_notice;
     bool m_windowActive = true;
+    QHash<QString, QStringList> m_typing; ///< conversation -> who is typing there
+    struct Presence {
+        bool online = false;
+        QDateTime lastSeen;
+    };
+    QHash<QString, Presence> m_presence; ///< user name -> last heard presence
     bool m_desktopNotifications = false;
 };
 

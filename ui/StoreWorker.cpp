@@ -58,6 +58,8 @@ void StoreWorker::open()
         [this](quint64, const QString& conversationId) { Q_EMIT groupCreated(conversationId); });
     connect(m_engine.get(), &SyncEngine::requestFinished, this,
         &StoreWorker::handleRequestFinished);
+    connect(m_engine.get(), &SyncEngine::typingChanged, this, &StoreWorker::typingChanged);
+    connect(m_engine.get(), &SyncEngine::presenceChanged, this, &StoreWorker::presenceChanged);
 
     const std::optional<AccountInfo> account = m_store->account();
     ProfileInfo info;
@@ -348,6 +350,13 @@ void StoreWorker::removeDevice(quint64 deviceId)
 void StoreWorker::createGroup(const QString& title, const QStringList& members)
 {
     m_groupRequest = m_engine->createGroup(title, members);
+}
+
+void StoreWorker::sendTyping(const QString& conversationId, bool active)
+{
+    if (m_engine && m_engine->state() == SyncEngine::State::Live) {
+        m_engine->sendTyping(conversationId, active);
+    }
 }
 
 void StoreWorker::handleRequestFinished(quint64 requestId, const QString& error)

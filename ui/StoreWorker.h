@@ -62,6 +62,7 @@ public:
     void listDevices();
     void removeDevice(quint64 deviceId);
     void createGroup(const QString& title, const QStringList& members);
+    void sendTyping(const QString& conversationId, bool active);
 
 Q_SIGNALS:
     void opened(const ferry::ui::ProfileInfo& info);
@@ -81,6 +82,8 @@ Q_SIGNALS:
     void messagesRemoved(const QList<QByteArray>& messageIds);
     void devicesListed(const QList<ferry::DeviceInfo>& devices);
     void groupCreated(const QString& conversationId);
+    void typingChanged(const QString& conversationId, const QString& userName, bool active);
+    void presenceChanged(const QString& userName, bool online, const QDateTime& lastSeen);
     /// A user action could not be carried out; `message` is for people.
     void actionFailed(const QString& message);
 

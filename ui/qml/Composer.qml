@@ -43,6 +43,7 @@ Pane {
                 topPadding: 11
                 bottomPadding: 11
                 Accessible.name: qsTr("Message")
+                onTextChanged: root.session.composerEdited(text)
                 Keys.onReturnPressed: (event) => {
                     if (event.modifiers & Qt.ShiftModifier) {
                         event.accepted = false

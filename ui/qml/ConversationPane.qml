@@ -86,6 +86,17 @@ Pane {
             }
         }
 
+        Label {
+            objectName: "typingIndicator"
+            Layout.fillWidth: true
+            Layout.leftMargin: Theme.margin
+            visible: text.length > 0
+            text: root.session.typingText
+            color: Theme.mutedText
+            font.pixelSize: 12
+            font.italic: true
+        }
+
         Composer {
             Layout.fillWidth: true
             session: root.session
