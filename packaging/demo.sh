@@ -5,6 +5,10 @@
 # server comes back. It then prints each device's transcript from its own local store and checks
 # that every device shows every message exactly once, in the same order.
 #
+# With a display (DISPLAY or WAYLAND_DISPLAY set) and outside CI (CI unset), it then opens two
+# `ferry` windows side by side, alice's laptop and bob's desk, on the demo's server, and waits
+# until both are closed.
+#
 # Usage: packaging/demo.sh            (README's first command)
 #        FERRY_DEMO_SKIP_BUILD=1 ...  (reuse an existing build/)
 set -euo pipefail
@@ -16,10 +20,15 @@ if [ "${FERRY_DEMO_SKIP_BUILD:-0}" != 1 ]; then
 fi
 server_bin="$build_dir/server-stub/ferry-server"
 ctl_bin="$build_dir/app/ferryctl/ferryctl"
+app_bin="$build_dir/app/ferry/ferry"
 
 work="$(mktemp -d -t ferry-demo.XXXXXX)"
 server_pid=""
+window_pids=()
 cleanup() {
+    for pid in "${window_pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
         kill -TERM "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
@@ -167,3 +176,30 @@ if [ "$failures" -ne 0 ]; then
 fi
 echo
 echo "demo: all checks passed. Data, profiles and the server log are in $work"
+
+if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
+    echo "demo: no display (DISPLAY and WAYLAND_DISPLAY unset), so the app windows were skipped"
+    exit 0
+fi
+if [ -n "${CI:-}" ]; then
+    echo "demo: running in CI (CI is set), so the app windows were skipped"
+    exit 0
+fi
+if [ ! -x "$app_bin" ]; then
+    echo "demo: $app_bin is not built, so the app windows were skipped"
+    exit 0
+fi
+
+say "The app: alice (laptop) and bob (desk) side by side, on the same server"
+start_server "127.0.0.1:$port"
+"$app_bin" --profile "$work/alice-laptop" --server "$server_url" --open bob \
+    --size 560x760 --position 40,60 >>"$work/alice-app.log" 2>&1 &
+window_pids+=($!)
+"$app_bin" --profile "$work/bob-desk" --server "$server_url" --open alice \
+    --size 560x760 --position 620,60 >>"$work/bob-app.log" 2>&1 &
+window_pids+=($!)
+echo "Two windows are open: write in one and watch the other. Close both windows (or press"
+echo "Ctrl+C here) to end the demo; the server stops with them."
+wait "${window_pids[@]}" || true
+window_pids=()
+stop_server

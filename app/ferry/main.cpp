@@ -16,6 +16,7 @@
 #include <QtQml/qqmlextensionplugin.h>
 
 #include <cstdio>
+#include <optional>
 
 Q_IMPORT_QML_PLUGIN(Ferry_UiPlugin)
 
@@ -27,6 +28,7 @@ struct Options {
     QString screenshot;
     int screenshotDelayMs = 3000;
     QSize size;
+    std::optional<QPoint> position;
     QString openTarget;
     bool dark = false;
 };
@@ -45,6 +47,9 @@ Options parseOptions(const QApplication& app)
         QStringLiteral("url"));
     const QCommandLineOption size(QStringLiteral("size"),
         QStringLiteral("The window's size, e.g. 390x844."), QStringLiteral("WxH"));
+    const QCommandLineOption position(QStringLiteral("position"),
+        QStringLiteral("Where the window's top left corner goes, e.g. 40,60."),
+        QStringLiteral("X,Y"));
     const QCommandLineOption open(QStringLiteral("open"),
         QStringLiteral("Open the direct conversation with this user at start."),
         QStringLiteral("user"));
@@ -56,7 +61,7 @@ Options parseOptions(const QApplication& app)
     const QCommandLineOption delay(QStringLiteral("screenshot-delay"),
         QStringLiteral("Milliseconds to wait before the screenshot (default 3000)."),
         QStringLiteral("ms"));
-    parser.addOptions({ profile, server, size, open, dark, screenshot, delay });
+    parser.addOptions({ profile, server, size, position, open, dark, screenshot, delay });
     parser.process(app);
 
     Options options;
@@ -71,6 +76,10 @@ Options parseOptions(const QApplication& app)
     const QStringList dimensions = parser.value(size).split(u'x');
     if (dimensions.size() == 2) {
         options.size = QSize(dimensions.at(0).toInt(), dimensions.at(1).toInt());
+    }
+    const QStringList corner = parser.value(position).split(u',');
+    if (corner.size() == 2) {
+        options.position = QPoint(corner.at(0).toInt(), corner.at(1).toInt());
     }
     options.openTarget = parser.value(open);
     options.dark = parser.isSet(dark);
@@ -114,6 +123,9 @@ int main(int argc, char* argv[])
     ferry::ui::TrayNotifier notifier(&session);
     if (options.size.isValid()) {
         window->resize(options.size);
+    }
+    if (options.position) {
+        window->setPosition(*options.position);
     }
 
     if (!options.openTarget.isEmpty()) {
