@@ -99,6 +99,8 @@ shoot alice wide-light.png 1280x800 --open bob
 shoot alice wide-dark.png 1280x800 --open bob --dark
 shoot alice phone-list.png 390x844
 shoot alice phone-conversation.png 390x844 --open bob
+shoot alice wide-devices.png 1280x800 --page devices
+shoot alice phone-new-conversation.png 390x844 --page new-conversation
 mkdir -p "$work/newcomer"
 shoot newcomer phone-sign-in.png 390x844
 

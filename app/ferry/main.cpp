@@ -30,6 +30,7 @@ struct Options {
     QSize size;
     std::optional<QPoint> position;
     QString openTarget;
+    QString page;
     bool dark = false;
 };
 
@@ -53,6 +54,9 @@ Options parseOptions(const QApplication& app)
     const QCommandLineOption open(QStringLiteral("open"),
         QStringLiteral("Open the direct conversation with this user at start."),
         QStringLiteral("user"));
+    const QCommandLineOption page(QStringLiteral("page"),
+        QStringLiteral("Show a page at start: devices or new-conversation."),
+        QStringLiteral("name"));
     const QCommandLineOption dark(
         QStringLiteral("dark"), QStringLiteral("Use a dark palette whatever the system says."));
     const QCommandLineOption screenshot(QStringLiteral("screenshot"),
@@ -61,7 +65,7 @@ Options parseOptions(const QApplication& app)
     const QCommandLineOption delay(QStringLiteral("screenshot-delay"),
         QStringLiteral("Milliseconds to wait before the screenshot (default 3000)."),
         QStringLiteral("ms"));
-    parser.addOptions({ profile, server, size, position, open, dark, screenshot, delay });
+    parser.addOptions({ profile, server, size, position, open, page, dark, screenshot, delay });
     parser.process(app);
 
     Options options;
@@ -82,6 +86,7 @@ Options parseOptions(const QApplication& app)
         options.position = QPoint(corner.at(0).toInt(), corner.at(1).toInt());
     }
     options.openTarget = parser.value(open);
+    options.page = parser.value(page);
     options.dark = parser.isSet(dark);
     options.screenshot = parser.value(screenshot);
     if (parser.isSet(delay)) {
@@ -133,6 +138,23 @@ int main(int argc, char* argv[])
         QObject::connect(&session, &ferry::ui::ChatSession::phaseChanged, &session, [&] {
             if (session.phase() == ferry::ui::ChatSession::Phase::SignedIn) {
                 QTimer::singleShot(300, &session, [&] { session.startDirect(options.openTarget); });
+            }
+        });
+    }
+    if (!options.page.isEmpty()) {
+        // For screenshots of pages that are otherwise a click away.
+        QObject::connect(&session, &ferry::ui::ChatSession::phaseChanged, window, [&] {
+            if (session.phase() != ferry::ui::ChatSession::Phase::SignedIn) {
+                return;
+            }
+            if (options.page == u"devices") {
+                window->setProperty("showDevices", true);
+                session.refreshDevices();
+            } else if (options.page == u"new-conversation") {
+                QObject* dialog = window->findChild<QObject*>(u"newConversationDialog"_qs);
+                if (dialog) {
+                    QMetaObject::invokeMethod(dialog, "open");
+                }
             }
         });
     }

@@ -174,6 +174,7 @@ Pane {
 
     NewConversationDialog {
         id: newDialog
+        objectName: "newConversationDialog"
         session: root.session
         parent: Overlay.overlay
     }
