@@ -207,9 +207,17 @@ Result<std::unique_ptr<ClientStore>> ClientStore::open(const QString& profileDir
         return Error { QStringLiteral("profile"),
             u"could not create the profile folder " + profileDir };
     }
-    // The profile holds the device token: only its owner may read it.
-    QFile::setPermissions(dir.absolutePath(),
-        QFileDevice::ReadOwner | QFileDevice::WriteOwner | QFileDevice::ExeOwner);
+    // The profile holds the device token: only its owner may read it. A folder its owner made
+    // read-only is left exactly as it is, and permissions are only ever taken away, never given.
+    const QFileDevice::Permissions ownerOnly
+        = QFileDevice::ReadOwner | QFileDevice::WriteOwner | QFileDevice::ExeOwner;
+    const QFileDevice::Permissions othersMay = QFileDevice::ReadGroup | QFileDevice::WriteGroup
+        | QFileDevice::ExeGroup | QFileDevice::ReadOther | QFileDevice::WriteOther
+        | QFileDevice::ExeOther;
+    const QFileDevice::Permissions current = QFile::permissions(dir.absolutePath());
+    if ((current & othersMay) && (current & QFileDevice::WriteOwner)) {
+        QFile::setPermissions(dir.absolutePath(), current & ownerOnly);
+    }
 
     const QString path = dir.absoluteFilePath(DatabaseFileName);
     const QString connectionName
@@ -218,6 +226,15 @@ Result<std::unique_ptr<ClientStore>> ClientStore::open(const QString& profileDir
 
     Result<QSqlDatabase> db = openSqliteDatabase(path, connectionName, ApplicationId);
     if (!db) {
+        // SQLite must write beside a write-ahead-log database (its -shm file) even to read it,
+        // and says of a folder or file it may not write only "unable to open database file";
+        // the user is told what is actually in the way.
+        const bool readOnly = !QFileInfo(dir.absolutePath()).isWritable()
+            || (QFileInfo::exists(path) && !QFileInfo(path).isWritable());
+        if (db.error().kind == u"cannot-open" && readOnly) {
+            return Error { QStringLiteral("read-only"),
+                path + u" or its folder cannot be written" };
+        }
         return db.error();
     }
     if (auto migrated = migrateSqliteSchema(db.value(), Migrations, ApplicationId); !migrated) {
