@@ -3,7 +3,11 @@
 #include <QDeadlineTimer>
 #include <QDir>
 #include <QFile>
+#include <QNetworkAccessManager>
+#include <QNetworkReply>
 #include <QProcessEnvironment>
+#include <QRegularExpression>
+#include <QTest>
 
 namespace ferry::test {
 
@@ -134,6 +138,55 @@ void ServerProcess::kill()
     }
     m_process->kill();
     m_process->waitForFinished(ExitTimeoutMs);
+}
+
+void ServerProcess::requestStop()
+{
+    if (isRunning()) {
+        m_process->terminate();
+    }
+}
+
+bool ServerProcess::waitForStopped(int timeoutMs)
+{
+    if (!m_process) {
+        return fail(QStringLiteral("waitForStopped() called before the server was started"));
+    }
+    if (!QTest::qWaitFor(
+            [this] { return m_process->state() == QProcess::NotRunning; }, timeoutMs)) {
+        kill();
+        return fail(u"the server did not exit within " + QString::number(timeoutMs) + u" ms");
+    }
+    if (m_process->exitStatus() != QProcess::NormalExit || m_process->exitCode() != 0) {
+        return fail(u"the server ended with status " + QString::number(m_process->exitStatus())
+            + u" and code " + QString::number(m_process->exitCode()) + u", not a clean 0");
+    }
+    return true;
+}
+
+Result<double> ServerProcess::metric(const QString& name) const
+{
+    if (!m_metricsUrl.isValid()) {
+        return Error { QStringLiteral("metrics"), QStringLiteral("the server named no /metrics") };
+    }
+    QNetworkAccessManager network;
+    std::unique_ptr<QNetworkReply> reply(network.get(QNetworkRequest(m_metricsUrl)));
+    if (!QTest::qWaitFor([&] { return reply->isFinished(); }, ExitTimeoutMs)) {
+        return Error { QStringLiteral("metrics"), QStringLiteral("/metrics did not answer") };
+    }
+    if (reply->error() != QNetworkReply::NoError) {
+        return Error { QStringLiteral("metrics"), reply->errorString() };
+    }
+    // One sample a line, `name value`; a labelled one (`name{code="9"} value`) is not looked up.
+    const QString text = QString::fromUtf8(reply->readAll());
+    const QRegularExpression sample(
+        u'^' + QRegularExpression::escape(name) + QStringLiteral(" ([0-9.eE+-]+)$"),
+        QRegularExpression::MultilineOption);
+    const QRegularExpressionMatch match = sample.match(text);
+    if (!match.hasMatch()) {
+        return Error { QStringLiteral("metrics"), u"/metrics has no " + name };
+    }
+    return match.captured(1).toDouble();
 }
 
 bool ServerProcess::isRunning() const

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "core/Result.h"
+
 #include <QProcess>
 #include <QString>
 #include <QStringList>
@@ -38,6 +40,18 @@ public:
 
     /// Sends SIGKILL, the way a crash or a power cut ends the server, and waits until it is gone.
     void kill();
+
+    /// Sends SIGTERM and returns at once. stop() blocks this process while the server shuts
+    /// down, so a client running in the test's own event loop could not answer the server's close
+    /// frames and the server would wait out its grace period; this and waitForStopped() keep the
+    /// loop turning.
+    void requestStop();
+    /// Waits, processing this process's events, for the server to end; true only for a clean
+    /// exit with code 0.
+    bool waitForStopped(int timeoutMs = 10'000);
+
+    /// The current value of one counter or gauge on /metrics, or an error saying why not.
+    Result<double> metric(const QString& name) const;
 
     bool isRunning() const;
     QUrl url() const { return m_url; }
