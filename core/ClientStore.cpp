@@ -629,6 +629,10 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     QSqlQuery confirm(db);
     confirm.prepare(QStringLiteral("UPDATE messages SET seq = ?, state = 1, server_time_ms = ?,"
                                    " failure_reason = NULL WHERE local_id = ?"));
+    QSqlQuery predecessor(db);
+    predecessor.prepare(QStringLiteral(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq = ?),"
+        " EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq < ?)"));
     QSqlQuery membership(db);
     membership.prepare(QStringLiteral(
         "UPDATE conversations SET title = ?, members = ?, left_group = ? WHERE id = ?"));
@@ -709,6 +713,22 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
         }
         message.localId = insert.lastInsertId().toLongLong();
         applied->added.append(message);
+
+        if (!applied->gapSuspected.contains(event.conversationId)) {
+            predecessor.addBindValue(event.conversationId);
+            predecessor.addBindValue(static_cast<qint64>(event.seq) - 1);
+            predecessor.addBindValue(event.conversationId);
+            predecessor.addBindValue(static_cast<qint64>(event.seq) - 1);
+            if (!predecessor.exec() || !predecessor.next()) {
+                return storageError(QStringLiteral("could not look for a gap"), predecessor);
+            }
+            const bool hasPredecessor = predecessor.value(0).toBool();
+            const bool hasOlder = predecessor.value(1).toBool();
+            predecessor.finish();
+            if (event.seq > 1 && !hasPredecessor && hasOlder) {
+                applied->gapSuspected.append(event.conversationId);
+            }
+        }
     }
     return Done {};
 }
