@@ -18,6 +18,31 @@ namespace {
     constexpr qsizetype LogTailChars = 3000;
 }
 
+ServerRun runServerBinary(const QStringList& arguments, int timeoutMs)
+{
+    ServerRun run;
+    QProcess process;
+    process.setProgram(QStringLiteral(FERRY_SERVER_BINARY));
+    process.setArguments(arguments);
+    process.setStandardInputFile(QProcess::nullDevice());
+    process.start();
+    if (!process.waitForStarted(timeoutMs)) {
+        run.err = u"could not run the server: " + process.errorString();
+        return run;
+    }
+    if (!process.waitForFinished(timeoutMs)) {
+        process.kill();
+        process.waitForFinished(timeoutMs);
+        run.timedOut = true;
+    }
+    run.out = QString::fromUtf8(process.readAllStandardOutput());
+    run.err = QString::fromUtf8(process.readAllStandardError());
+    if (!run.timedOut && process.exitStatus() == QProcess::NormalExit) {
+        run.exitCode = process.exitCode();
+    }
+    return run;
+}
+
 ServerProcess::ServerProcess(QString dataDir, QStringList extraArguments)
     : m_dataDir(std::move(dataDir))
     , m_extraArguments(std::move(extraArguments))

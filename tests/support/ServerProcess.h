@@ -9,6 +9,18 @@
 
 namespace ferry::test {
 
+/// What one run of the server binary to its end did, for options that make it exit.
+struct ServerRun {
+    int exitCode = -1; ///< -1 when it crashed or had to be killed
+    bool timedOut = false;
+    QString out;
+    QString err;
+};
+
+/// Runs the real ferry-server with exactly `arguments` and waits, at most `timeoutMs`, for it
+/// to exit; one that is still running then is killed and reported as timed out.
+ServerRun runServerBinary(const QStringList& arguments, int timeoutMs = 10'000);
+
 /// The real ferry-server binary, run as a child process on 127.0.0.1 for one test. Its data
 /// folder belongs to the test and outlives restarts, so a test can stop, kill and start the
 /// server again over the same database. Its log goes to server.log in the data folder, never to
