@@ -136,8 +136,23 @@ bool ServerProcess::stop()
     if (!isRunning()) {
         return fail(QStringLiteral("stop() called while the server is not running"));
     }
-    m_process->terminate();
-    if (!m_process->waitForFinished(ExitTimeoutMs)) {
+    requestStop();
+    return waitForExit();
+}
+
+void ServerProcess::requestStop()
+{
+    if (isRunning()) {
+        m_process->terminate();
+    }
+}
+
+bool ServerProcess::waitForExit()
+{
+    if (!m_process) {
+        return fail(QStringLiteral("waitForExit() called before the server was started"));
+    }
+    if (isRunning() && !m_process->waitForFinished(ExitTimeoutMs)) {
         kill();
         return fail(u"the server did not exit within " + QString::number(ExitTimeoutMs / 1000)
             + u" s of SIGTERM");

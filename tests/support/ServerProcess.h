@@ -48,6 +48,13 @@ public:
     /// Sends SIGTERM and waits for the process to end; true only for a clean exit with code 0.
     bool stop();
 
+    /// Sends SIGTERM and returns at once, for a test whose clients keep talking while the
+    /// server shuts down; waitForExit() then tells how it ended.
+    void requestStop();
+
+    /// Waits for the process to end; true only for a clean exit with code 0.
+    bool waitForExit();
+
     /// Sends SIGKILL, the way a crash or a power cut ends the server, and waits until it is gone.
     void kill();
 
