@@ -237,18 +237,19 @@ void TestServerLimits::aClientThatStopsAnsweringPingsIsClosedWith4001AndComesBac
     QVERIFY2(waitUntil([&] { return metric(server, u"ferry_connections_authenticated"_s) == 1; }),
         qPrintable(listener.errors()));
     const double acceptedBefore = metric(server, u"ferry_connections_accepted_total"_s);
+    const QString heartbeatCloses = u"ferry_closes_total{code=\"4001\"}"_s;
+    QCOMPARE(metric(server, heartbeatCloses), 0.0);
 
     // Frozen, bob's ferryctl answers no ping: the server closes it a heartbeat timeout after
-    // it last heard from it.
+    // it last heard from it (which may be up to a ping interval before the freeze).
     QVERIFY(listener.signal(SIGSTOP));
     QElapsedTimer sinceStopped;
     sinceStopped.start();
-    const QString heartbeatCloses = u"ferry_closes_total{code=\"4001\"}"_s;
     QVERIFY2(waitUntil([&] { return metric(server, heartbeatCloses) >= 1; }),
         qPrintable(server.log().right(2000)));
     const qint64 closedAfter = sinceStopped.elapsed();
     qInfo("Closed with 4001 %lld ms after the client froze", closedAfter);
-    QVERIFY2(closedAfter >= 500 && closedAfter < 5000, qPrintable(QString::number(closedAfter)));
+    QVERIFY2(closedAfter >= 300 && closedAfter < 5000, qPrintable(QString::number(closedAfter)));
     QCOMPARE(metric(server, u"ferry_connections_authenticated"_s), 0.0);
     QVERIFY(server.log().contains(u"heartbeat timeout"_s));
 
