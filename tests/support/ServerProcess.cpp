@@ -22,6 +22,31 @@ namespace {
     constexpr qsizetype LogTailChars = 3000;
 }
 
+ServerRun runServerBinary(const QStringList& arguments, int timeoutMs)
+{
+    ServerRun run;
+    QProcess process;
+    process.setProgram(QStringLiteral(FERRY_SERVER_BINARY));
+    process.setArguments(arguments);
+    process.setStandardInputFile(QProcess::nullDevice());
+    process.start();
+    if (!process.waitForStarted(timeoutMs)) {
+        run.err = u"could not run the server: " + process.errorString();
+        return run;
+    }
+    if (!process.waitForFinished(timeoutMs)) {
+        process.kill();
+        process.waitForFinished(timeoutMs);
+        run.timedOut = true;
+    }
+    run.out = QString::fromUtf8(process.readAllStandardOutput());
+    run.err = QString::fromUtf8(process.readAllStandardError());
+    if (!run.timedOut && process.exitStatus() == QProcess::NormalExit) {
+        run.exitCode = process.exitCode();
+    }
+    return run;
+}
+
 ServerProcess::ServerProcess(QString dataDir, QStringList extraArguments)
     : m_dataDir(std::move(dataDir))
     , m_extraArguments(std::move(extraArguments))
@@ -115,8 +140,23 @@ bool ServerProcess::stop()
     if (!isRunning()) {
         return fail(QStringLiteral("stop() called while the server is not running"));
     }
-    m_process->terminate();
-    if (!m_process->waitForFinished(ExitTimeoutMs)) {
+    requestStop();
+    return waitForExit();
+}
+
+void ServerProcess::requestStop()
+{
+    if (isRunning()) {
+        m_process->terminate();
+    }
+}
+
+bool ServerProcess::waitForExit()
+{
+    if (!m_process) {
+        return fail(QStringLiteral("waitForExit() called before the server was started"));
+    }
+    if (isRunning() && !m_process->waitForFinished(ExitTimeoutMs)) {
         kill();
         return fail(u"the server did not exit within " + QString::number(ExitTimeoutMs / 1000)
             + u" s of SIGTERM");
@@ -138,13 +178,6 @@ void ServerProcess::kill()
     }
     m_process->kill();
     m_process->waitForFinished(ExitTimeoutMs);
-}
-
-void ServerProcess::requestStop()
-{
-    if (isRunning()) {
-        m_process->terminate();
-    }
 }
 
 bool ServerProcess::waitForStopped(int timeoutMs)
