@@ -207,9 +207,17 @@ Result<std::unique_ptr<ClientStore>> ClientStore::open(const QString& profileDir
         return Error { QStringLiteral("profile"),
             u"could not create the profile folder " + profileDir };
     }
-    // The profile holds the device token: only its owner may read it.
-    QFile::setPermissions(dir.absolutePath(),
-        QFileDevice::ReadOwner | QFileDevice::WriteOwner | QFileDevice::ExeOwner);
+    // The profile holds the device token: only its owner may read it. A folder its owner made
+    // read-only is left exactly as it is, and permissions are only ever taken away, never given.
+    const QFileDevice::Permissions ownerOnly
+        = QFileDevice::ReadOwner | QFileDevice::WriteOwner | QFileDevice::ExeOwner;
+    const QFileDevice::Permissions othersMay = QFileDevice::ReadGroup | QFileDevice::WriteGroup
+        | QFileDevice::ExeGroup | QFileDevice::ReadOther | QFileDevice::WriteOther
+        | QFileDevice::ExeOther;
+    const QFileDevice::Permissions current = QFile::permissions(dir.absolutePath());
+    if ((current & othersMay) && (current & QFileDevice::WriteOwner)) {
+        QFile::setPermissions(dir.absolutePath(), current & ownerOnly);
+    }
 
     const QString path = dir.absoluteFilePath(DatabaseFileName);
     const QString connectionName
@@ -218,6 +226,15 @@ Result<std::unique_ptr<ClientStore>> ClientStore::open(const QString& profileDir
 
     Result<QSqlDatabase> db = openSqliteDatabase(path, connectionName, ApplicationId);
     if (!db) {
+        // SQLite must write beside a write-ahead-log database (its -shm file) even to read it,
+        // and says of a folder or file it may not write only "unable to open database file";
+        // the user is told what is actually in the way.
+        const bool readOnly = !QFileInfo(dir.absolutePath()).isWritable()
+            || (QFileInfo::exists(path) && !QFileInfo(path).isWritable());
+        if (db.error().kind == u"cannot-open" && readOnly) {
+            return Error { QStringLiteral("read-only"),
+                path + u" or its folder cannot be written" };
+        }
         return db.error();
     }
     if (auto migrated = migrateSqliteSchema(db.value(), Migrations, ApplicationId); !migrated) {
@@ -612,6 +629,10 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     QSqlQuery confirm(db);
     confirm.prepare(QStringLiteral("UPDATE messages SET seq = ?, state = 1, server_time_ms = ?,"
                                    " failure_reason = NULL WHERE local_id = ?"));
+    QSqlQuery predecessor(db);
+    predecessor.prepare(QStringLiteral(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq = ?),"
+        " EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq < ?)"));
     QSqlQuery membership(db);
     membership.prepare(QStringLiteral(
         "UPDATE conversations SET title = ?, members = ?, left_group = ? WHERE id = ?"));
@@ -692,6 +713,22 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
         }
         message.localId = insert.lastInsertId().toLongLong();
         applied->added.append(message);
+
+        if (!applied->gapSuspected.contains(event.conversationId)) {
+            predecessor.addBindValue(event.conversationId);
+            predecessor.addBindValue(static_cast<qint64>(event.seq) - 1);
+            predecessor.addBindValue(event.conversationId);
+            predecessor.addBindValue(static_cast<qint64>(event.seq) - 1);
+            if (!predecessor.exec() || !predecessor.next()) {
+                return storageError(QStringLiteral("could not look for a gap"), predecessor);
+            }
+            const bool hasPredecessor = predecessor.value(0).toBool();
+            const bool hasOlder = predecessor.value(1).toBool();
+            predecessor.finish();
+            if (event.seq > 1 && !hasPredecessor && hasOlder) {
+                applied->gapSuspected.append(event.conversationId);
+            }
+        }
     }
     return Done {};
 }

@@ -77,6 +77,10 @@ struct AppliedEvents {
     QList<StoredMessage> confirmed; ///< own queued messages that the events showed as committed
     int duplicates = 0;             ///< events already applied, or whose entry was stored
     QStringList touchedConversations; ///< conversations that gained entries or receipts
+    /// Conversations where an entry arrived without its predecessor while older ones are held:
+    /// there may be a gap to fill from history. Checked per entry with an index lookup, so that
+    /// nobody has to scan a whole conversation after every event.
+    QStringList gapSuspected;
 };
 
 /// The device's identity on its server, kept in the profile.

@@ -60,7 +60,12 @@ Result<QSqlDatabase> openSqliteDatabase(
     // reported as such and the file is left exactly as it was.
     QSqlQuery query(db);
     if (!query.exec(QStringLiteral("PRAGMA application_id")) || !query.next()) {
-        return storageError(u"could not read " + path + u" (damaged or not a database)", query);
+        // Only a file whose content is unreadable is called damaged; a locked or read-only
+        // one fails here too, and its owner must not be sent looking for damage.
+        const Error error = storageError(u"could not read " + path, query);
+        return error.kind == u"damaged"
+            ? storageError(u"could not read " + path + u" (damaged or not a database)", query)
+            : error;
     }
     const qint64 storedApplicationId = query.value(0).toLongLong();
     const int version = sqliteSchemaVersion(db);

@@ -480,15 +480,28 @@ void ClientConnection::sendEnvelope(const v1::Envelope& envelope)
         return;
     }
     const QByteArray frame = encodeFrame(envelope);
+    // What the peer has not taken of the earlier frames. The frame written now does not count:
+    // a sync batch may be larger than the bound (up to 1 MiB against a bound of 64 KiB at the
+    // least), and counting it would close every client that catches up, however fast it reads.
+    // Qt hands written frames to the kernel only when the event loop next runs, so a frame
+    // written just before (a batch, then the answer to a receipt) still counts as unsent here;
+    // a backlog over the bound is flushed to the kernel first, and only what the kernel would
+    // not take counts against the client.
+    qint64 backlog = m_socket->bytesToWrite();
+    if (backlog > m_server->config().maxQueuedBytes) {
+        m_socket->flush();
+        backlog = m_socket->bytesToWrite();
+    }
     m_socket->sendBinaryMessage(frame);
     ++m_server->metrics().framesOut;
     m_server->metrics().bytesOut += static_cast<quint64>(frame.size());
 
     // A client that does not read would make the server buffer for it without end. Past the
-    // bound it is disconnected; it catches up from its stored offset when it comes back.
-    if (m_state != State::Closed && m_socket->bytesToWrite() > m_server->config().maxQueuedBytes) {
+    // bound it is disconnected; it catches up from its stored offset when it comes back. Its
+    // buffer therefore never holds more than the bound and one frame.
+    if (m_state != State::Closed && backlog > m_server->config().maxQueuedBytes) {
         qCInfo(lcServer) << "Disconnecting a slow consumer:" << m_userName << "device"
-                         << m_deviceId << "with" << m_socket->bytesToWrite() << "bytes queued";
+                         << m_deviceId << "with" << backlog << "bytes queued";
         closeWith(CloseCode::SlowConsumer, QStringLiteral("too slow; reconnect and catch up"));
     }
 }

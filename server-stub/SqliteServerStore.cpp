@@ -450,10 +450,7 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
     if (!conversation->members.contains(message.senderName)) {
         return notAMember();
     }
-    Result<QList<qint64>> memberIds = userIds(conversation->members);
-    if (!memberIds) {
-        return memberIds.error();
-    }
+    const QList<qint64>& memberIds = conversation->memberIds;
 
     const quint64 seq = conversation->lastSeq + 1;
     query.prepare(QStringLiteral("UPDATE conversations SET last_seq = ? WHERE id = ?"));
@@ -478,7 +475,7 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
         return storageError(QStringLiteral("could not store a message"), query);
     }
     const qint64 ref = query.lastInsertId().toLongLong();
-    if (auto appended = appendEvents(memberIds.value(), int(EventKind::Message), ref); !appended) {
+    if (auto appended = appendEvents(memberIds, int(EventKind::Message), ref); !appended) {
         return appended.error();
     }
 
@@ -488,7 +485,7 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
     StoredMessageAck ack;
     ack.seq = seq;
     ack.serverTimeMs = now;
-    ack.notifiedUserIds = memberIds.value();
+    ack.notifiedUserIds = memberIds;
     return ack;
 }
 
@@ -655,6 +652,26 @@ Result<Done> SqliteServerStore::recordMembershipChange(const QString& conversati
     return appendEvents(userIds, int(EventKind::Membership), query.lastInsertId().toLongLong());
 }
 
+Result<ChangeResult> SqliteServerStore::commitMembershipChange(WriteTransaction& transaction,
+    const QString& conversationId, qint64 actorUserId, const MembershipRecord& change,
+    const QList<qint64>& notifiedUserIds)
+{
+    if (auto recorded
+        = recordMembershipChange(conversationId, actorUserId, change, notifiedUserIds);
+        !recorded) {
+        return recorded.error();
+    }
+    Result<ConversationRecord> changed = readConversation(conversationId);
+    if (!changed) {
+        return changed.error();
+    }
+    if (!transaction.commit()) {
+        return storageError(QStringLiteral("could not commit a membership change"),
+            transaction.error());
+    }
+    return ChangeResult { changed.value(), notifiedUserIds, true };
+}
+
 Result<ChangeResult> SqliteServerStore::createGroup(const QString& conversationId,
     const QString& title, qint64 creatorUserId, const QStringList& memberNames)
 {
@@ -712,19 +729,8 @@ Result<ChangeResult> SqliteServerStore::createGroup(const QString& conversationI
     change.subjects.removeAll(creator);
     change.title = title;
     change.members = members;
-    if (auto recorded = recordMembershipChange(conversationId, creatorUserId, change,
-            memberIds.value());
-        !recorded) {
-        return recorded.error();
-    }
-    Result<ConversationRecord> created = readConversation(conversationId);
-    if (!created) {
-        return created.error();
-    }
-    if (!transaction.commit()) {
-        return storageError(QStringLiteral("could not commit a new group"), transaction.error());
-    }
-    return ChangeResult { created.value(), memberIds.value(), true };
+    return commitMembershipChange(
+        transaction, conversationId, creatorUserId, change, memberIds.value());
 }
 
 Result<ChangeResult> SqliteServerStore::addMembers(
@@ -777,19 +783,8 @@ Result<ChangeResult> SqliteServerStore::addMembers(
     change.subjects = added;
     change.title = conversation->title;
     change.members = members;
-    if (auto recorded
-        = recordMembershipChange(conversationId, actorUserId, change, memberIds.value());
-        !recorded) {
-        return recorded.error();
-    }
-    Result<ConversationRecord> changed = readConversation(conversationId);
-    if (!changed) {
-        return changed.error();
-    }
-    if (!transaction.commit()) {
-        return storageError(QStringLiteral("could not commit new members"), transaction.error());
-    }
-    return ChangeResult { changed.value(), memberIds.value(), true };
+    return commitMembershipChange(
+        transaction, conversationId, actorUserId, change, memberIds.value());
 }
 
 Result<ChangeResult> SqliteServerStore::removeMember(
@@ -839,18 +834,7 @@ Result<ChangeResult> SqliteServerStore::removeMember(
     change.subjects = { name };
     change.title = conversation->title;
     change.members = members;
-    if (auto recorded = recordMembershipChange(conversationId, actorUserId, change, notified);
-        !recorded) {
-        return recorded.error();
-    }
-    Result<ConversationRecord> changed = readConversation(conversationId);
-    if (!changed) {
-        return changed.error();
-    }
-    if (!transaction.commit()) {
-        return storageError(QStringLiteral("could not commit a removal"), transaction.error());
-    }
-    return ChangeResult { changed.value(), notified, true };
+    return commitMembershipChange(transaction, conversationId, actorUserId, change, notified);
 }
 
 Result<ConversationRecord> SqliteServerStore::conversation(
@@ -975,17 +959,14 @@ Result<ChangeResult> SqliteServerStore::recordReceipt(qint64 userId, quint64 dev
 
     // Every member hears of it, the reporter too: the reporter's other devices learn the read
     // state that way.
-    Result<QList<qint64>> memberIds = userIds(conversation->members);
-    if (!memberIds) {
-        return memberIds.error();
-    }
-    if (auto appended = appendEvents(memberIds.value(), int(EventKind::Receipt), ref); !appended) {
+    const QList<qint64>& memberIds = conversation->memberIds;
+    if (auto appended = appendEvents(memberIds, int(EventKind::Receipt), ref); !appended) {
         return appended.error();
     }
     if (!transaction.commit()) {
         return storageError(QStringLiteral("could not commit a receipt"), transaction.error());
     }
-    return ChangeResult { conversation.value(), memberIds.value(), true };
+    return ChangeResult { conversation.value(), memberIds, true };
 }
 
 Result<QList<qint64>> SqliteServerStore::contactsOf(qint64 userId)

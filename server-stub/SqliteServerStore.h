@@ -6,6 +6,10 @@
 
 class QSqlDatabase;
 
+namespace ferry {
+class WriteTransaction;
+}
+
 namespace ferry::server {
 
 /// ServerStore on one SQLite file in WAL mode with full synchronous commits: an acknowledged
@@ -61,6 +65,10 @@ private:
     /// Appends a membership change with the conversation's next seq and logs it for `userIds`.
     Result<Done> recordMembershipChange(const QString& conversationId, qint64 actorUserId,
         const MembershipRecord& change, const QList<qint64>& userIds);
+    /// Records the change, reads the conversation as it now is, and commits.
+    Result<ChangeResult> commitMembershipChange(WriteTransaction& transaction,
+        const QString& conversationId, qint64 actorUserId, const MembershipRecord& change,
+        const QList<qint64>& notifiedUserIds);
     /// Appends one event of `kind` referring to `ref` to the log of each user.
     Result<Done> appendEvents(const QList<qint64>& userIds, int kind, qint64 ref);
 

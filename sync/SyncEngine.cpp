@@ -527,7 +527,9 @@ void SyncEngine::handleEventBatch(quint64 requestId, const v1::EventBatch& batch
     }
     if (!applied->touchedConversations.isEmpty()) {
         Q_EMIT conversationsChanged(applied->touchedConversations);
-        fillGaps(applied->touchedConversations);
+    }
+    if (!applied->gapSuspected.isEmpty()) {
+        fillGaps(applied->gapSuspected);
     }
 
     if (requestId != 0) {

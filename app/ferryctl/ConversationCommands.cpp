@@ -99,8 +99,7 @@ int runHistory(const CtlOptions& options)
                              : std::nullopt);
     Result<QList<StoredMessage>> entries = store->history(conversationId, before, options.limit);
     if (!entries) {
-        printError(entries.error().message);
-        return ExitError;
+        return failOnStore(options, store, entries.error());
     }
     printHistory(entries.value(), options.json);
     return ExitOk;
@@ -115,8 +114,7 @@ int runConversations(const CtlOptions& options)
     }
     Result<QList<ConversationSummary>> all = store->conversations();
     if (!all) {
-        printError(all.error().message);
-        return ExitError;
+        return failOnStore(options, store, all.error());
     }
     const QString self = store->account() ? store->account()->userName : QString();
     for (const ConversationSummary& summary : std::as_const(all.value())) {
@@ -177,8 +175,7 @@ int runGroup(const CtlOptions& options)
     if (action == u"info") {
         Result<ConversationSummary> summary = store->conversation(args[1]);
         if (!summary) {
-            printError(summary.error().message);
-            return ExitUsage;
+            return failOnStore(options, store, summary.error());
         }
         if (options.json) {
             QJsonObject object;
@@ -234,8 +231,7 @@ int runStatus(const CtlOptions& options)
     Result<quint64> offset = store->eventOffset();
     Result<QList<StoredMessage>> unsent = store->unsentMessages();
     if (!offset || !unsent) {
-        printError(offset ? unsent.error().message : offset.error().message);
-        return ExitError;
+        return failOnStore(options, store, offset ? unsent.error() : offset.error());
     }
     int queued = 0;
     for (const StoredMessage& message : std::as_const(unsent.value())) {

@@ -43,6 +43,26 @@ void printMessage(const StoredMessage& message, bool json)
     }
 }
 
+namespace {
+    /// Moves a damaged database aside (never deletes it), carries over what can be read, and
+    /// says what happened. False if even that failed.
+    bool recoverProfile(const CtlOptions& options)
+    {
+        Result<RecoveryReport> recovered = ClientStore::recover(options.profileDir);
+        if (!recovered) {
+            printError(u"could not recover it: " + recovered.error().message);
+            return false;
+        }
+        printError(u"the damaged files were kept in " + recovered->damagedCopy);
+        printError(u"recovered: " + QString::number(recovered->messagesRecovered)
+            + u" queued message(s), "
+            + (recovered->accountRecovered ? QStringLiteral("the account")
+                                           : QStringLiteral("not the account (log in again)"))
+            + u"; everything else is fetched from the server at the next sync");
+        return true;
+    }
+}
+
 std::unique_ptr<ClientStore> openStore(const CtlOptions& options, int* exitCode)
 {
     Result<std::unique_ptr<ClientStore>> store = ClientStore::open(options.profileDir);
@@ -73,26 +93,32 @@ std::unique_ptr<ClientStore> openStore(const CtlOptions& options, int* exitCode)
         return nullptr;
     }
 
-    // A damaged database is never used, wiped or overwritten: it is moved aside whole, and
-    // what can still be read of it is carried into a new one.
     printError(u"the profile database is damaged: " + error.message);
-    Result<RecoveryReport> recovered = ClientStore::recover(options.profileDir);
-    if (!recovered) {
-        printError(u"could not recover it: " + recovered.error().message);
+    if (!recoverProfile(options)) {
         return nullptr;
     }
-    printError(u"the damaged files were kept in " + recovered->damagedCopy);
-    printError(u"recovered: " + QString::number(recovered->messagesRecovered)
-        + u" queued message(s), "
-        + (recovered->accountRecovered ? QStringLiteral("the account")
-                                       : QStringLiteral("not the account (log in again)"))
-        + u"; everything else is fetched from the server at the next sync");
     Result<std::unique_ptr<ClientStore>> fresh = ClientStore::open(options.profileDir);
     if (!fresh) {
         printError(u"could not open the recovered profile: " + fresh.error().message);
         return nullptr;
     }
     return std::move(fresh.value());
+}
+
+int failOnStore(const CtlOptions& options, std::unique_ptr<ClientStore>& store, const Error& error,
+    const QString& what)
+{
+    printError((what.isEmpty() ? QString() : what + u": ") + error.message);
+    if (error.kind == u"damaged") {
+        // The damage showed only now, on a page the open did not read. The store is closed
+        // before its files are moved.
+        store.reset();
+        printError(QStringLiteral("the profile database is damaged; setting it aside"));
+        if (recoverProfile(options)) {
+            printError(QStringLiteral("run the command again"));
+        }
+    }
+    return error.kind == u"not-found" ? int(ExitUsage) : int(ExitError);
 }
 
 QByteArray readPassword()

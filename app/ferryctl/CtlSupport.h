@@ -25,6 +25,12 @@ void printMessage(const StoredMessage& message, bool json);
 /// and returns null with `exitCode` set.
 std::unique_ptr<ClientStore> openStore(const CtlOptions& options, int* exitCode = nullptr);
 
+/// Tells the user why a store operation failed and returns the exit code. A store found damaged
+/// in the middle of a command is closed, set aside and recovered as openStore() does, so that the
+/// next command starts on a sound database.
+int failOnStore(const CtlOptions& options, std::unique_ptr<ClientStore>& store, const Error& error,
+    const QString& what = {});
+
 /// Reads the password from FERRY_PASSWORD, or else one line of standard input (without echo
 /// when it is a terminal). Never from the command line, where other users could read it.
 QByteArray readPassword();

@@ -76,8 +76,8 @@ int runSend(const CtlOptions& options)
 
     Result<StoredMessage> queued = store->enqueue(conversationId, body);
     if (!queued) {
-        printError(u"could not write the message: " + queued.error().message);
-        return ExitError;
+        return failOnStore(
+            options, store, queued.error(), QStringLiteral("could not write the message"));
     }
     if (options.json) {
         printMessage(queued.value(), true);
@@ -152,8 +152,7 @@ int runOutbox(const CtlOptions& options)
     if (action == u"list") {
         Result<QList<StoredMessage>> unsent = store->unsentMessages();
         if (!unsent) {
-            printError(unsent.error().message);
-            return ExitError;
+            return failOnStore(options, store, unsent.error());
         }
         for (const StoredMessage& message : std::as_const(unsent.value())) {
             if (options.json) {
@@ -202,8 +201,7 @@ int runRead(const CtlOptions& options)
     // Marked here at once, offline or not; the receipt goes out with the next sync or listen.
     Result<quint64> marked = store->markRead(conversationId, static_cast<quint64>(options.upTo));
     if (!marked) {
-        printError(marked.error().message);
-        return marked.error().kind == u"not-found" ? ExitUsage : ExitError;
+        return failOnStore(options, store, marked.error());
     }
     printOut(u"read up to #" + QString::number(marked.value()) + u" in " + conversationId);
     return ExitOk;

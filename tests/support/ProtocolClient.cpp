@@ -73,10 +73,64 @@ bool ProtocolClient::reply(quint64 requestId, v1::Envelope* envelope, int timeou
     }
 }
 
+bool ProtocolClient::nextWhere(
+    const std::function<bool(const v1::Envelope&)>& wanted, v1::Envelope* envelope, int timeoutMs)
+{
+    QDeadlineTimer deadline(timeoutMs);
+    for (;;) {
+        for (qsizetype i = 0; i < m_received.size(); ++i) {
+            v1::Envelope candidate;
+            if (decodeFrame(m_received[i], &candidate) && wanted(candidate)) {
+                m_received.removeAt(i);
+                *envelope = candidate;
+                return true;
+            }
+        }
+        if (deadline.hasExpired() || m_socket.state() == QAbstractSocket::UnconnectedState) {
+            return false;
+        }
+        QTest::qWait(5);
+    }
+}
+
 bool ProtocolClient::staysQuiet(int ms)
 {
     QTest::qWait(ms);
     return m_received.isEmpty();
+}
+
+QList<v1::Envelope> ProtocolClient::collect(int ms)
+{
+    QTest::qWait(ms);
+    QList<v1::Envelope> envelopes;
+    for (const QByteArray& frame : std::as_const(m_received)) {
+        v1::Envelope envelope;
+        if (decodeFrame(frame, &envelope)) {
+            envelopes.append(envelope);
+        }
+    }
+    m_received.clear();
+    return envelopes;
+}
+
+bool ProtocolClient::syncAll(QList<v1::Event>* events, quint64 afterOffset, quint32 maxEvents)
+{
+    for (;;) {
+        v1::Envelope sync;
+        sync.mutable_sync()->set_after_offset(afterOffset);
+        sync.mutable_sync()->set_max_events(maxEvents);
+        v1::Envelope batch;
+        if (!reply(send(sync), &batch) || !batch.has_events()) {
+            return false;
+        }
+        for (const v1::Event& event : batch.events().events()) {
+            events->append(event);
+        }
+        afterOffset = batch.events().last_offset();
+        if (batch.events().caught_up()) {
+            return true;
+        }
+    }
 }
 
 bool ProtocolClient::waitClosed(int timeoutMs)
@@ -133,6 +187,17 @@ quint64 ProtocolClient::login(const QString& name, const QString& password)
     envelope.mutable_login()->set_user_name(name.toStdString());
     envelope.mutable_login()->set_password(password.toStdString());
     envelope.mutable_login()->set_device_name("test");
+    return authenticate(envelope);
+}
+
+quint64 ProtocolClient::resume(quint64 deviceId, const QByteArray& deviceToken)
+{
+    if (!hello()) {
+        return 0;
+    }
+    v1::Envelope envelope;
+    envelope.mutable_resume()->set_device_id(deviceId);
+    envelope.mutable_resume()->set_device_token(toStd(deviceToken));
     return authenticate(envelope);
 }
 

@@ -7,10 +7,12 @@
 #include <QUrl>
 #include <QWebSocket>
 
+#include <functional>
 #include <string>
 
 namespace ferry::v1 {
 class Envelope;
+class Event;
 }
 
 namespace ferry::test {
@@ -37,8 +39,20 @@ public:
     /// for next() in their order.
     bool reply(quint64 requestId, v1::Envelope* envelope, int timeoutMs = WaitMs);
 
+    /// The next frame that `wanted` accepts; the frames it passes over stay queued for next()
+    /// and reply() in their order.
+    bool nextWhere(const std::function<bool(const v1::Envelope&)>& wanted, v1::Envelope* envelope,
+        int timeoutMs = WaitMs);
+
     /// True when nothing arrives within `ms`.
     bool staysQuiet(int ms);
+
+    /// Waits `ms`, then hands over every frame received and not yet taken, in order.
+    QList<v1::Envelope> collect(int ms);
+
+    /// Pulls this user's event log after `afterOffset` with sync requests of `maxEvents` until
+    /// a batch is caught up (the connection is then live). False if a batch did not come.
+    bool syncAll(QList<v1::Event>* events, quint64 afterOffset = 0, quint32 maxEvents = 0);
 
     /// Waits for the socket to close; true once it has.
     bool waitClosed(int timeoutMs = WaitMs);
@@ -52,6 +66,9 @@ public:
 
     /// Hello, then Login as a new device; returns its id, 0 on failure.
     quint64 login(const QString& name, const QString& password = defaultPassword());
+
+    /// Hello, then Resume as an existing device; returns its id, 0 on failure.
+    quint64 resume(quint64 deviceId, const QByteArray& deviceToken);
 
     /// Sends a request and waits for its answer; an empty envelope if none came.
     v1::Envelope request(v1::Envelope envelope);

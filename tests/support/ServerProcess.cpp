@@ -3,7 +3,11 @@
 #include <QDeadlineTimer>
 #include <QDir>
 #include <QFile>
+#include <QNetworkAccessManager>
+#include <QNetworkReply>
 #include <QProcessEnvironment>
+#include <QRegularExpression>
+#include <QTest>
 
 namespace ferry::test {
 
@@ -16,6 +20,31 @@ namespace {
     const QByteArray ReadyMarker = QByteArrayLiteral("listening on ");
     const QByteArray MetricsMarker = QByteArrayLiteral("metrics on ");
     constexpr qsizetype LogTailChars = 3000;
+}
+
+ServerRun runServerBinary(const QStringList& arguments, int timeoutMs)
+{
+    ServerRun run;
+    QProcess process;
+    process.setProgram(QStringLiteral(FERRY_SERVER_BINARY));
+    process.setArguments(arguments);
+    process.setStandardInputFile(QProcess::nullDevice());
+    process.start();
+    if (!process.waitForStarted(timeoutMs)) {
+        run.err = u"could not run the server: " + process.errorString();
+        return run;
+    }
+    if (!process.waitForFinished(timeoutMs)) {
+        process.kill();
+        process.waitForFinished(timeoutMs);
+        run.timedOut = true;
+    }
+    run.out = QString::fromUtf8(process.readAllStandardOutput());
+    run.err = QString::fromUtf8(process.readAllStandardError());
+    if (!run.timedOut && process.exitStatus() == QProcess::NormalExit) {
+        run.exitCode = process.exitCode();
+    }
+    return run;
 }
 
 ServerProcess::ServerProcess(QString dataDir, QStringList extraArguments)
@@ -111,8 +140,23 @@ bool ServerProcess::stop()
     if (!isRunning()) {
         return fail(QStringLiteral("stop() called while the server is not running"));
     }
-    m_process->terminate();
-    if (!m_process->waitForFinished(ExitTimeoutMs)) {
+    requestStop();
+    return waitForExit();
+}
+
+void ServerProcess::requestStop()
+{
+    if (isRunning()) {
+        m_process->terminate();
+    }
+}
+
+bool ServerProcess::waitForExit()
+{
+    if (!m_process) {
+        return fail(QStringLiteral("waitForExit() called before the server was started"));
+    }
+    if (isRunning() && !m_process->waitForFinished(ExitTimeoutMs)) {
         kill();
         return fail(u"the server did not exit within " + QString::number(ExitTimeoutMs / 1000)
             + u" s of SIGTERM");
@@ -134,6 +178,48 @@ void ServerProcess::kill()
     }
     m_process->kill();
     m_process->waitForFinished(ExitTimeoutMs);
+}
+
+bool ServerProcess::waitForStopped(int timeoutMs)
+{
+    if (!m_process) {
+        return fail(QStringLiteral("waitForStopped() called before the server was started"));
+    }
+    if (!QTest::qWaitFor(
+            [this] { return m_process->state() == QProcess::NotRunning; }, timeoutMs)) {
+        kill();
+        return fail(u"the server did not exit within " + QString::number(timeoutMs) + u" ms");
+    }
+    if (m_process->exitStatus() != QProcess::NormalExit || m_process->exitCode() != 0) {
+        return fail(u"the server ended with status " + QString::number(m_process->exitStatus())
+            + u" and code " + QString::number(m_process->exitCode()) + u", not a clean 0");
+    }
+    return true;
+}
+
+Result<double> ServerProcess::metric(const QString& name) const
+{
+    if (!m_metricsUrl.isValid()) {
+        return Error { QStringLiteral("metrics"), QStringLiteral("the server named no /metrics") };
+    }
+    QNetworkAccessManager network;
+    std::unique_ptr<QNetworkReply> reply(network.get(QNetworkRequest(m_metricsUrl)));
+    if (!QTest::qWaitFor([&] { return reply->isFinished(); }, ExitTimeoutMs)) {
+        return Error { QStringLiteral("metrics"), QStringLiteral("/metrics did not answer") };
+    }
+    if (reply->error() != QNetworkReply::NoError) {
+        return Error { QStringLiteral("metrics"), reply->errorString() };
+    }
+    // One sample a line, `name value`; a labelled one (`name{code="9"} value`) is not looked up.
+    const QString text = QString::fromUtf8(reply->readAll());
+    const QRegularExpression sample(
+        u'^' + QRegularExpression::escape(name) + QStringLiteral(" ([0-9.eE+-]+)$"),
+        QRegularExpression::MultilineOption);
+    const QRegularExpressionMatch match = sample.match(text);
+    if (!match.hasMatch()) {
+        return Error { QStringLiteral("metrics"), u"/metrics has no " + name };
+    }
+    return match.captured(1).toDouble();
 }
 
 bool ServerProcess::isRunning() const

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "core/Result.h"
+
 #include <QProcess>
 #include <QString>
 #include <QStringList>
@@ -8,6 +10,18 @@
 #include <memory>
 
 namespace ferry::test {
+
+/// What one run of the server binary to its end did, for options that make it exit.
+struct ServerRun {
+    int exitCode = -1; ///< -1 when it crashed or had to be killed
+    bool timedOut = false;
+    QString out;
+    QString err;
+};
+
+/// Runs the real ferry-server with exactly `arguments` and waits, at most `timeoutMs`, for it
+/// to exit; one that is still running then is killed and reported as timed out.
+ServerRun runServerBinary(const QStringList& arguments, int timeoutMs = 10'000);
 
 /// The real ferry-server binary, run as a child process on 127.0.0.1 for one test. Its data
 /// folder belongs to the test and outlives restarts, so a test can stop, kill and start the
@@ -36,8 +50,25 @@ public:
     /// Sends SIGTERM and waits for the process to end; true only for a clean exit with code 0.
     bool stop();
 
+    /// Sends SIGTERM and returns at once, for a test whose clients keep talking while the
+    /// server shuts down; waitForExit() then tells how it ended.
+    void requestStop();
+
+    /// Waits for the process to end; true only for a clean exit with code 0.
+    bool waitForExit();
+
     /// Sends SIGKILL, the way a crash or a power cut ends the server, and waits until it is gone.
     void kill();
+
+    /// Waits, processing this process's events, for the server to end after requestStop(); true
+    /// only for a clean exit with code 0. stop() and waitForExit() block this process while the
+    /// server shuts down, so a client running in the test's own event loop could not answer the
+    /// server's close frames and the server would wait out its grace period; this keeps the
+    /// loop turning.
+    bool waitForStopped(int timeoutMs = 10'000);
+
+    /// The current value of one counter or gauge on /metrics, or an error saying why not.
+    Result<double> metric(const QString& name) const;
 
     bool isRunning() const;
     QUrl url() const { return m_url; }
