@@ -377,7 +377,9 @@ Result<Done> ClientStore::saveAccount(const AccountInfo& account)
     query.addBindValue(account.serverUrl);
     query.addBindValue(account.userName);
     query.addBindValue(static_cast<qint64>(account.deviceId));
-    query.addBindValue(account.deviceToken);
+    // An empty token (kept in a keychain instead) must reach SQLite as an empty blob: Qt binds
+    // a null QByteArray as NULL, which the column refuses.
+    query.addBindValue(account.deviceToken.isEmpty() ? QByteArray("", 0) : account.deviceToken);
     if (!query.exec()) {
         return storageError(QStringLiteral("could not save the account"), query);
     }

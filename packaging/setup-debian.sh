@@ -12,6 +12,8 @@ packages=(
     qt6-declarative-dev qt6-declarative-dev-tools qml6-module-qtquick
     qml6-module-qtquick-controls qml6-module-qtquick-layouts qml6-module-qtquick-window
     qml6-module-qtquick-templates qml6-module-qtqml-workerscript
+    # The app keeps the device token in the system keychain where there is one.
+    qtkeychain-qt6-dev
     # Screenshots of the app (packaging/screenshots.sh): a virtual X server and a font.
     xvfb xauth fonts-dejavu-core
     # Wire format and cryptography.

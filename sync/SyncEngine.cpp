@@ -397,8 +397,15 @@ void SyncEngine::handleWelcome()
             failPermanently(QStringLiteral("no-account"), QStringLiteral("no account stored"));
             return;
         }
+        const QByteArray& token
+            = account->deviceToken.isEmpty() ? m_deviceToken : account->deviceToken;
+        if (token.isEmpty()) {
+            failPermanently(QStringLiteral("no-token"),
+                QStringLiteral("this device's sign-in is not available; sign in again"));
+            return;
+        }
         envelope.mutable_resume()->set_device_id(account->deviceId);
-        envelope.mutable_resume()->set_device_token(toStd(account->deviceToken));
+        envelope.mutable_resume()->set_device_token(toStd(token));
     }
     m_authRequestId = sendEnvelope(envelope);
 }

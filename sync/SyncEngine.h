@@ -101,6 +101,10 @@ public:
     /// Closes the link and stops retrying.
     void stop();
 
+    /// The device token, for an owner that keeps it outside the store (a system keychain): used
+    /// whenever the stored account holds none.
+    void setDeviceToken(const QByteArray& token) { m_deviceToken = token; }
+
     /// Tries to connect now instead of waiting for the backoff timer.
     void retryNow();
 
@@ -235,6 +239,7 @@ private:
     /// token, so the server needs no database read. Kept in memory only.
     QByteArray m_sessionToken;
     qint64 m_sessionExpiresMs = 0;
+    QByteArray m_deviceToken; ///< from the owner, when the store keeps none
 
     quint64 m_nextRequestId = 1;
     quint64 m_authRequestId = 0; ///< the Register, Login, Resume or Authenticate awaiting answer

@@ -56,6 +56,10 @@ ChatSession::ChatSession(const QString& profileDir, const QUrl& serverOverride, 
     connect(worker, &StoreWorker::devicesListed, m_devices, &DeviceListModel::setDevices);
     connect(worker, &StoreWorker::groupCreated, this, &ChatSession::openConversation);
     connect(worker, &StoreWorker::actionFailed, this, &ChatSession::setNotice);
+    connect(worker, &StoreWorker::credentialsStored, this, [this](bool inKeychain) {
+        m_tokenInKeychain = inKeychain;
+        Q_EMIT credentialsChanged();
+    });
     connect(worker, &StoreWorker::typingChanged, this, &ChatSession::handleTyping);
     connect(worker, &StoreWorker::presenceChanged, this,
         [this](const QString& userName, bool online, const QDateTime& lastSeen) {
@@ -132,6 +136,8 @@ void ChatSession::handleOpened(const ProfileInfo& info)
     }
     m_userName = info.userName;
     m_conversations->setSelfName(info.userName);
+    m_tokenInKeychain = info.tokenInKeychain;
+    Q_EMIT credentialsChanged();
     setPhase(info.hasAccount ? Phase::SignedIn : Phase::SignedOut);
 }
 
@@ -287,9 +293,10 @@ void ChatSession::handleMessagesStored(const QList<StoredMessage>& entries)
 
 QString ChatSession::credentialsNote() const
 {
-    // The store keeps the device token in its database and the engine reads it from there, so
-    // the system keychain is not used yet (docs/app.md, "Not done yet").
-    return tr("Your sign-in is kept in this profile's folder, readable only by you.");
+    // Where a system keychain took the device token, the profile keeps none (StoreWorker).
+    return m_tokenInKeychain
+        ? tr("Your sign-in is kept in the system keychain.")
+        : tr("Your sign-in is kept in this profile's folder, readable only by you.");
 }
 
 void ChatSession::setWindowActive(bool active)

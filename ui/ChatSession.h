@@ -39,7 +39,7 @@ class ChatSession : public QObject {
     Q_PROPERTY(QString currentSubtitle READ currentSubtitle NOTIFY currentConversationChanged)
     Q_PROPERTY(QString notice READ notice NOTIFY noticeChanged)
     Q_PROPERTY(QString typingText READ typingText NOTIFY typingChanged)
-    Q_PROPERTY(QString credentialsNote READ credentialsNote CONSTANT)
+    Q_PROPERTY(QString credentialsNote READ credentialsNote NOTIFY credentialsChanged)
     Q_PROPERTY(bool windowActive READ isWindowActive WRITE setWindowActive
             NOTIFY windowActiveChanged)
     Q_PROPERTY(ferry::ui::ConversationListModel* conversations READ conversations CONSTANT)
@@ -119,6 +119,7 @@ public:
     static constexpr int TypingIdleMs = 3000;
 
 Q_SIGNALS:
+    void credentialsChanged();
     void phaseChanged();
     void signInErrorChanged();
     void connectionChanged();
@@ -162,6 +163,7 @@ private:
     QString m_currentId;
     QString m_notice;
     bool m_windowActive = true;
+    bool m_tokenInKeychain = false; ///< the device token is in the system keychain
     QHash<QString, QStringList> m_typing; ///< conversation -> who is typing there
     struct Presence {
         bool online = false;

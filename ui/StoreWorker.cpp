@@ -9,6 +9,7 @@ namespace ferry::ui {
 StoreWorker::StoreWorker(QString profileDir, QUrl serverOverride)
     : m_profileDir(std::move(profileDir))
     , m_serverOverride(std::move(serverOverride))
+    , m_vault(new CredentialVault(this))
 {
 }
 
@@ -45,6 +46,7 @@ void StoreWorker::open()
         m_signingIn = false;
         Q_EMIT signedIn(userName);
         loadConversations();
+        moveTokenToKeychain();
     });
     connect(m_engine.get(), &SyncEngine::stoppedWithError, this,
         [this](const QString& kind, const QString& message) {
@@ -71,12 +73,54 @@ void StoreWorker::open()
     if (m_serverOverride.isValid()) {
         info.serverUrl = m_serverOverride.toString();
     }
+    info.tokenInKeychain = account && account->deviceToken.isEmpty();
     Q_EMIT opened(info);
 
-    if (account) {
-        loadConversations();
-        startEngine();
+    if (!account) {
+        return;
     }
+    loadConversations();
+    if (!info.tokenInKeychain) {
+        startEngine();
+        return;
+    }
+    // The token was moved to the system keychain at sign-in; the engine waits for it.
+    m_vault->load(CredentialVault::keyFor(m_profileDir, account->deviceId),
+        [this](std::optional<QByteArray> token) {
+            if (!token) {
+                Q_EMIT stopped(QStringLiteral("no-token"),
+                    tr("This device's sign-in could not be read from the system keychain. "
+                       "Sign in again."));
+                return;
+            }
+            m_engine->setDeviceToken(*token);
+            startEngine();
+        });
+}
+
+void StoreWorker::moveTokenToKeychain()
+{
+    const std::optional<AccountInfo> account = m_store->account();
+    if (!account || account->deviceToken.isEmpty()) {
+        return;
+    }
+    // Where a keychain takes the token, the profile keeps none; where none does, the token
+    // stays in the profile's database, in a folder only its owner can read.
+    m_vault->store(CredentialVault::keyFor(m_profileDir, account->deviceId), account->deviceToken,
+        [this, account = *account](bool stored) {
+            if (stored) {
+                AccountInfo withoutToken = account;
+                withoutToken.deviceToken.clear();
+                if (auto saved = m_store->saveAccount(withoutToken); !saved) {
+                    qCWarning(lcUi) << "Could not clear the token from the profile:"
+                                    << saved.error().message;
+                    stored = false;
+                } else {
+                    m_engine->setDeviceToken(account.deviceToken);
+                }
+            }
+            Q_EMIT credentialsStored(stored);
+        });
 }
 
 void StoreWorker::shutDown()

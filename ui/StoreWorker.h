@@ -2,6 +2,7 @@
 
 #include "core/ClientStore.h"
 #include "sync/SyncEngine.h"
+#include "ui/CredentialVault.h"
 
 #include <QDateTime>
 #include <QList>
@@ -19,6 +20,7 @@ struct ProfileInfo {
     bool hasAccount = false;
     QString userName;
     QString serverUrl;
+    bool tokenInKeychain = false; ///< the device token is in the system keychain, not the profile
 };
 
 /// The engine's state as plain values, so that it can cross from the worker to the GUI thread.
@@ -86,8 +88,11 @@ Q_SIGNALS:
     void presenceChanged(const QString& userName, bool online, const QDateTime& lastSeen);
     /// A user action could not be carried out; `message` is for people.
     void actionFailed(const QString& message);
+    /// Where the device token is now kept: the system keychain, or the profile folder.
+    void credentialsStored(bool inKeychain);
 
 private:
+    void moveTokenToKeychain();
     void startEngine();
     void publishEngineState();
     void publishConversations(const QStringList& conversationIds);
@@ -105,6 +110,7 @@ private:
     // The engine holds a raw pointer to the store, so it is declared after it and goes first.
     std::unique_ptr<ClientStore> m_store;
     std::unique_ptr<SyncEngine> m_engine;
+    CredentialVault* m_vault;
     bool m_signingIn = false;
     quint64 m_removeRequest = 0;
     quint64 m_groupRequest = 0;
