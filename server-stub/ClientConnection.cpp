@@ -6,7 +6,7 @@
 #include "core/Logging.h"
 #include "server-stub/ChatServer.h"
 #include "server-stub/Credentials.h"
-#include "server-stub/ProtocolText.h"
+#include "core/ProtocolText.h"
 #include "server-stub/ServerStore.h"
 
 #include <QDateTime>

@@ -7,7 +7,7 @@
 #include "core/Logging.h"
 #include "core/MessageId.h"
 #include "server-stub/ChatServer.h"
-#include "server-stub/ProtocolText.h"
+#include "core/ProtocolText.h"
 #include "server-stub/ServerStore.h"
 
 #include <QElapsedTimer>

@@ -6,6 +6,7 @@
 
 #include "core/FrameCodec.h"
 #include "core/Logging.h"
+#include "core/ProtocolText.h"
 #include "sync/WireConversions.h"
 
 #include <QUuid>
@@ -16,12 +17,7 @@
 namespace ferry {
 
 namespace {
-    QString toQString(const std::string& value)
-    {
-        return QString::fromUtf8(value.data(), static_cast<qsizetype>(value.size()));
-    }
 
-    std::string toStd(const QString& value) { return value.toStdString(); }
 
     /// A history page's messages and membership changes, ready for the store.
     QList<IncomingMessage> historyEntries(const v1::HistoryPage& page)

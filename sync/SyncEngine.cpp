@@ -4,6 +4,7 @@
 #include "core/FrameCodec.h"
 #include "core/Logging.h"
 #include "core/MessageId.h"
+#include "core/ProtocolText.h"
 #include "sync/WireConversions.h"
 
 #include <QNetworkInformation>
@@ -16,19 +17,9 @@
 namespace ferry {
 
 namespace {
-    QByteArray toBytes(const std::string& value)
-    {
-        return QByteArray(value.data(), static_cast<qsizetype>(value.size()));
-    }
 
-    QString toQString(const std::string& value)
-    {
-        return QString::fromUtf8(value.data(), static_cast<qsizetype>(value.size()));
-    }
 
-    std::string toStd(const QByteArray& value) { return std::string(value.constData(), value.size()); }
 
-    std::string toStd(const QString& value) { return value.toStdString(); }
 
     QString describe(const QByteArray& messageId)
     {

@@ -1,5 +1,7 @@
 #include "sync/WireConversions.h"
 
+#include "core/ProtocolText.h"
+
 #include <QCryptographicHash>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -8,18 +10,6 @@
 #include "ferry.pb.h"
 
 namespace ferry {
-
-namespace {
-    QByteArray toBytes(const std::string& value)
-    {
-        return QByteArray(value.data(), static_cast<qsizetype>(value.size()));
-    }
-
-    QString toQString(const std::string& value)
-    {
-        return QString::fromUtf8(value.data(), static_cast<qsizetype>(value.size()));
-    }
-}
 
 IncomingMessage incomingMessage(quint64 offset, const v1::MessageEvent& message)
 {

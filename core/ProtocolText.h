@@ -7,7 +7,7 @@
 
 // Conversions between Qt's strings and the std::string that Protobuf fields hold. Protobuf's
 // `bytes` and `string` are both std::string; these keep the lengths exact and the UTF-8 honest.
-namespace ferry::server {
+namespace ferry {
 
 inline QByteArray toBytes(const std::string& value)
 {
@@ -29,4 +29,4 @@ inline std::string toStd(const QString& value)
     return value.toStdString();
 }
 
-} // namespace ferry::server
+} // namespace ferry
