@@ -10,6 +10,7 @@
 #include <QDateTime>
 #include <QJsonDocument>
 #include <QMetaEnum>
+#include <QStorageInfo>
 #include <QTimer>
 
 #include <cstdio>
@@ -83,9 +84,14 @@ std::unique_ptr<ClientStore> openStore(const CtlOptions& options, int* exitCode)
                    u"changed (" + error.message + u')');
         return nullptr;
     }
-    if (error.kind == u"disk-full") {
-        printError(u"the disk is full; nothing was lost, free some space and try again ("
-            + error.message + u')');
+    // SQLite reports a full disk as such on a write, but as an I/O error when it cannot even
+    // set up its shared-memory file; the free space tells the two apart for the user.
+    const bool diskFull = error.kind == u"disk-full"
+        || ((error.kind == u"io-error" || error.kind == u"cannot-open")
+            && QStorageInfo(options.profileDir).bytesAvailable() < 64 * 1024);
+    if (diskFull) {
+        printError(u"the disk holding the profile is full; nothing was lost, free some space and "
+                   u"try again (" + error.message + u')');
         return nullptr;
     }
     if (error.kind != u"damaged") {
