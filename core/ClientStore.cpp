@@ -106,7 +106,8 @@ namespace {
         // 2: groups (membership changes as entries), conversations, receipts, engine status.
         {
             QStringLiteral("ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0"),
-            QStringLiteral("CREATE INDEX messages_unsent ON messages (local_id) WHERE state IN (0, 3)"),
+            QStringLiteral(
+                "CREATE INDEX messages_unsent ON messages (local_id) WHERE state IN (0, 3)"),
             QStringLiteral("CREATE TABLE conversations ("
                            " id TEXT PRIMARY KEY,"
                            " title TEXT NOT NULL DEFAULT '',"
@@ -289,7 +290,8 @@ Result<RecoveryReport> ClientStore::recover(const QString& profileDir)
                         localIds.append(ids.value(0).toLongLong());
                     }
                     for (const qint64 localId : std::as_const(localIds)) {
-                        query.prepare(u"SELECT " + MessageColumns.left(MessageColumns.lastIndexOf(u','))
+                        query.prepare(u"SELECT "
+                            + MessageColumns.left(MessageColumns.lastIndexOf(u','))
                             + u" FROM messages WHERE local_id = ?");
                         query.addBindValue(localId);
                         if (query.exec() && query.next()) {
@@ -589,7 +591,8 @@ Result<AppliedEvents> ClientStore::applyEvents(const QList<IncomingMessage>& eve
         }
     }
     if (!transaction.commit()) {
-        return storageError(QStringLiteral("could not commit received events"), transaction.error());
+        return storageError(
+            QStringLiteral("could not commit received events"), transaction.error());
     }
     qCDebug(lcStore) << "Applied" << events.size() + receipts.size() << "events up to offset"
                      << lastOffset << ":" << applied.added.size() << "new,"
@@ -784,7 +787,8 @@ Result<QList<StoredMessage>> ClientStore::history(
     return messages;
 }
 
-void ClientStore::deriveOwnStates(const QString& conversationId, QList<StoredMessage>* entries) const
+void ClientStore::deriveOwnStates(
+    const QString& conversationId, QList<StoredMessage>* entries) const
 {
     const std::optional<AccountInfo> self = account();
     if (!self) {

@@ -68,7 +68,8 @@ qint64 ClientConnection::queuedBytes() const
 
 void ClientConnection::handleDisconnected()
 {
-    qCInfo(lcServer) << "Connection closed" << (m_userName.isEmpty() ? QStringLiteral("(anonymous)") : m_userName)
+    qCInfo(lcServer) << "Connection closed"
+                     << (m_userName.isEmpty() ? QStringLiteral("(anonymous)") : m_userName)
                      << "device" << m_deviceId << "code" << m_socket->closeCode();
     m_state = State::Closed;
     if (m_live) {
@@ -128,7 +129,8 @@ bool ClientConnection::takeRequestToken(const v1::Envelope& envelope)
     const ServerConfig& config = m_server->config();
     const qint64 now = nowMs();
     m_requestTokens = std::min(config.requestBurst,
-        m_requestTokens + static_cast<double>(now - m_tokensRefilledMs) * config.requestRate / 1000.0);
+        m_requestTokens
+            + static_cast<double>(now - m_tokensRefilledMs) * config.requestRate / 1000.0);
     m_tokensRefilledMs = now;
     if (now >= m_holdOffUntilMs && m_requestTokens >= 1.0) {
         m_requestTokens -= 1.0;

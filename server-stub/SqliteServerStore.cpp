@@ -589,8 +589,9 @@ Result<ConversationRecord> SqliteServerStore::readConversation(const QString& co
     conversation.title = query.value(0).toString();
     conversation.lastSeq = query.value(1).toULongLong();
 
-    query.prepare(QStringLiteral("SELECT u.name, u.id FROM members m JOIN users u ON u.id = m.user_id"
-                                 " WHERE m.conversation_id = ? ORDER BY u.name"));
+    query.prepare(
+        QStringLiteral("SELECT u.name, u.id FROM members m JOIN users u ON u.id = m.user_id"
+                       " WHERE m.conversation_id = ? ORDER BY u.name"));
     query.addBindValue(conversationId);
     if (!query.exec()) {
         return storageError(QStringLiteral("could not read the members"), query);
@@ -677,7 +678,8 @@ Result<ChangeResult> SqliteServerStore::createGroup(const QString& conversationI
 {
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
-        return storageError(QStringLiteral("could not start creating a group"), transaction.error());
+        return storageError(
+            QStringLiteral("could not start creating a group"), transaction.error());
     }
     QSqlQuery query(database());
     const QString creator = userName(creatorUserId);
@@ -972,9 +974,10 @@ Result<ChangeResult> SqliteServerStore::recordReceipt(qint64 userId, quint64 dev
 Result<QList<qint64>> SqliteServerStore::contactsOf(qint64 userId)
 {
     QSqlQuery query(database());
-    query.prepare(QStringLiteral("SELECT DISTINCT other.user_id FROM members mine"
-                                 " JOIN members other ON other.conversation_id = mine.conversation_id"
-                                 " WHERE mine.user_id = ? AND other.user_id != ?"));
+    query.prepare(
+        QStringLiteral("SELECT DISTINCT other.user_id FROM members mine"
+                       " JOIN members other ON other.conversation_id = mine.conversation_id"
+                       " WHERE mine.user_id = ? AND other.user_id != ?"));
     query.addBindValue(userId);
     query.addBindValue(userId);
     if (!query.exec()) {

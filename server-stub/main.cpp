@@ -57,7 +57,8 @@ int main(int argc, char* argv[])
     // Scripts and tests wait for the ws:// line; it is the promise that connections are
     // accepted, so it comes last.
     if (!server.httpUrl().isEmpty()) {
-        std::printf("ferry-server metrics on %s/metrics\n", qPrintable(server.httpUrl().toString()));
+        std::printf(
+            "ferry-server metrics on %s/metrics\n", qPrintable(server.httpUrl().toString()));
     }
     std::printf("ferry-server listening on %s\n", qPrintable(server.url().toString()));
     std::fflush(stdout);

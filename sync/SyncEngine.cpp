@@ -98,7 +98,8 @@ void SyncEngine::watchNetworkReachability()
     // Where the platform can tell (NetworkManager on Linux desktops, the mobile OSes), a network
     // that comes back is a reason to try at once rather than sit out the backoff.
     if (!QNetworkInformation::instance()
-        && !QNetworkInformation::loadBackendByFeatures(QNetworkInformation::Feature::Reachability)) {
+        && !QNetworkInformation::loadBackendByFeatures(
+            QNetworkInformation::Feature::Reachability)) {
         qCDebug(lcSync) << "No network reachability information on this system";
         return;
     }

@@ -128,7 +128,8 @@ int runConversations(const CtlOptions& options)
             object[u"failed"] = summary.failed;
             object[u"left"] = summary.left;
             object[u"last_seq"] = static_cast<qint64>(summary.lastSeq);
-            object[u"last"] = summary.last ? QJsonValue(messageToJson(*summary.last)) : QJsonValue();
+            object[u"last"]
+                = summary.last ? QJsonValue(messageToJson(*summary.last)) : QJsonValue();
             printJson(object);
             continue;
         }

@@ -123,7 +123,8 @@ int main(int argc, char* argv[])
         QStringLiteral("Members of a new group, comma-separated (group create)."),
         QStringLiteral("names"));
     const QCommandLineOption beforeOption(QStringLiteral("before"),
-        QStringLiteral("Only entries before this sequence number (history)."), QStringLiteral("seq"));
+        QStringLiteral("Only entries before this sequence number (history)."),
+        QStringLiteral("seq"));
     const QCommandLineOption limitOption(QStringLiteral("limit"),
         QStringLiteral("At most this many entries, the newest (history)."), QStringLiteral("n"));
     const QCommandLineOption upToOption(QStringLiteral("up-to"),
@@ -134,7 +135,8 @@ int main(int argc, char* argv[])
     parser.addOptions({ profileOption, serverOption, deviceOption, jsonOption, timeoutOption,
         verboseOption, noReceiptsOption, membersOption, beforeOption, limitOption, upToOption,
         fetchOlderOption });
-    parser.addPositionalArgument(QStringLiteral("command"), QStringLiteral("What to do; see below."));
+    parser.addPositionalArgument(
+        QStringLiteral("command"), QStringLiteral("What to do; see below."));
 
     if (!parser.parse(QCoreApplication::arguments())) {
         std::fprintf(stderr, "ferryctl: %s\n", qPrintable(parser.errorText()));
