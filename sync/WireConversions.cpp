@@ -89,4 +89,16 @@ IncomingEvents incomingEvents(const v1::EventBatch& batch)
     return incoming;
 }
 
+QList<IncomingMessage> incomingHistory(const v1::HistoryPage& page)
+{
+    QList<IncomingMessage> entries;
+    for (const v1::MessageEvent& message : page.messages()) {
+        entries.append(incomingMessage(0, message));
+    }
+    for (const v1::MembershipEvent& change : page.memberships()) {
+        entries.append(incomingMembership(0, change));
+    }
+    return entries;
+}
+
 } // namespace ferry

@@ -6,6 +6,7 @@
 // generated protocol header stays out of this one.
 namespace ferry::v1 {
 class EventBatch;
+class HistoryPage;
 class MessageEvent;
 class MembershipEvent;
 }
@@ -24,5 +25,8 @@ struct IncomingEvents {
 /// Converts every event of a batch; an event kind this version does not know is skipped (its
 /// offset still counts, through the batch's last_offset).
 IncomingEvents incomingEvents(const v1::EventBatch& batch);
+
+/// The messages and membership changes of a history page; they carry no offset.
+QList<IncomingMessage> incomingHistory(const v1::HistoryPage& page);
 
 } // namespace ferry

@@ -1,12 +1,14 @@
 // One frame of arbitrary bytes into what the client does with a frame from its server: decoding,
 // then for an EventBatch the sync engine's own conversion of its events (incomingEvents, which
-// handleEventBatch calls) and ClientStore::applyEvents on a real store that lives as long as the
-// fuzzing process, so batches pile up on each other as they do on a device.
+// handleEventBatch calls) and ClientStore::applyEvents; for a HistoryPage, incomingHistory and
+// ClientStore::applyHistory. The store lives as long as the fuzzing process, so what arrives
+// piles up as it does on a device.
 //
 // Invariants, beyond no crash and no sanitizer report:
 //  - the stored event offset never goes backwards;
-//  - applying the same batch a second time adds nothing (exactly once, whatever the server says);
-//  - no message id is stored twice in a conversation the batch touched.
+//  - applying the same batch or page a second time adds nothing (exactly once, whatever the
+//    server says), and history never moves the offset;
+//  - no message id is stored twice in a conversation that received entries.
 
 #include "core/ClientStore.h"
 #include "core/FrameCodec.h"
@@ -44,50 +46,82 @@ quint64 storedOffset()
     return offset.value();
 }
 
-} // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
+/// Exactly once: what the first apply added, it added once, and the same entries applied again
+/// add nothing; no conversation the entries went to holds a message id twice.
+void checkExactlyOnce(const AppliedEvents& first, const AppliedEvents& again)
 {
-    ClientStore& client = store();
-    v1::Envelope envelope;
-    if (!decodeFrame(fuzz::inputBytes(data, size), &envelope) || !envelope.has_events()) {
-        return 0;
-    }
-    const IncomingEvents incoming = incomingEvents(envelope.events());
-    const quint64 lastOffset = envelope.events().last_offset();
-
-    const quint64 before = storedOffset();
-    Result<AppliedEvents> first
-        = client.applyEvents(incoming.entries, lastOffset, incoming.receipts);
-    const quint64 after = storedOffset();
-    FERRY_FUZZ_CHECK(after >= before, "the event offset never goes backwards");
-    if (!first) {
-        // Refusing a batch is allowed (it is reported and the engine reconnects); changing the
-        // offset while refusing it is not.
-        FERRY_FUZZ_CHECK(after == before, "a refused batch leaves the offset alone");
-        return 0;
-    }
-
     QSet<QByteArray> added;
-    for (const StoredMessage& entry : std::as_const(first->added)) {
-        FERRY_FUZZ_CHECK(!added.contains(entry.messageId), "one batch adds an entry once");
+    QSet<QString> conversations(
+        first.touchedConversations.cbegin(), first.touchedConversations.cend());
+    for (const StoredMessage& entry : first.added) {
+        FERRY_FUZZ_CHECK(!added.contains(entry.messageId), "one apply adds an entry once");
         added.insert(entry.messageId);
+        conversations.insert(entry.conversationId);
     }
+    FERRY_FUZZ_CHECK(again.added.isEmpty(), "entries applied twice add nothing the second time");
 
-    Result<AppliedEvents> again
-        = client.applyEvents(incoming.entries, lastOffset, incoming.receipts);
-    FERRY_FUZZ_CHECK(again, "a batch applied once applies again");
-    FERRY_FUZZ_CHECK(again->added.isEmpty(), "a batch applied twice adds nothing the second time");
-    FERRY_FUZZ_CHECK(storedOffset() == after, "a repeated batch leaves the offset alone");
-
-    for (const QString& conversationId : std::as_const(first->touchedConversations)) {
-        Result<QList<StoredMessage>> entries = client.history(conversationId);
+    for (const QString& conversationId : std::as_const(conversations)) {
+        Result<QList<StoredMessage>> entries = store().history(conversationId);
         FERRY_FUZZ_CHECK(entries, "a touched conversation can be read");
         QSet<QByteArray> ids;
         for (const StoredMessage& entry : std::as_const(entries.value())) {
             FERRY_FUZZ_CHECK(!ids.contains(entry.messageId), "no message id is stored twice");
             ids.insert(entry.messageId);
         }
+    }
+}
+
+void applyBatch(const v1::EventBatch& batch)
+{
+    const IncomingEvents incoming = incomingEvents(batch);
+    const quint64 lastOffset = batch.last_offset();
+
+    const quint64 before = storedOffset();
+    Result<AppliedEvents> first
+        = store().applyEvents(incoming.entries, lastOffset, incoming.receipts);
+    const quint64 after = storedOffset();
+    FERRY_FUZZ_CHECK(after >= before, "the event offset never goes backwards");
+    if (!first) {
+        // Refusing a batch is allowed (it is reported and the engine reconnects); changing the
+        // offset while refusing it is not.
+        FERRY_FUZZ_CHECK(after == before, "a refused batch leaves the offset alone");
+        return;
+    }
+
+    Result<AppliedEvents> again
+        = store().applyEvents(incoming.entries, lastOffset, incoming.receipts);
+    FERRY_FUZZ_CHECK(again, "a batch applied once applies again");
+    FERRY_FUZZ_CHECK(storedOffset() == after, "a repeated batch leaves the offset alone");
+    checkExactlyOnce(first.value(), again.value());
+}
+
+void applyHistoryPage(const v1::HistoryPage& page)
+{
+    const QList<IncomingMessage> entries = incomingHistory(page);
+    const quint64 before = storedOffset();
+    Result<AppliedEvents> first = store().applyHistory(entries);
+    FERRY_FUZZ_CHECK(storedOffset() == before, "history never moves the event offset");
+    if (!first) {
+        return;
+    }
+    Result<AppliedEvents> again = store().applyHistory(entries);
+    FERRY_FUZZ_CHECK(again, "a history page applied once applies again");
+    checkExactlyOnce(first.value(), again.value());
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
+{
+    (void)store();
+    v1::Envelope envelope;
+    if (!decodeFrame(fuzz::inputBytes(data, size), &envelope)) {
+        return 0;
+    }
+    if (envelope.has_events()) {
+        applyBatch(envelope.events());
+    } else if (envelope.has_history_page()) {
+        applyHistoryPage(envelope.history_page());
     }
     return 0;
 }

@@ -129,6 +129,20 @@ QList<std::pair<const char*, v1::Envelope>> clientFrames()
     empty.mutable_events()->set_last_offset(4);
     empty.mutable_events()->set_caught_up(true);
     frames.append({ "event-batch-empty", empty });
+
+    v1::Envelope history;
+    history.set_request_id(3);
+    v1::HistoryPage* page = history.mutable_history_page();
+    page->set_conversation_id(Group);
+    *page->add_memberships() = *membership;
+    v1::MessageEvent* older = page->add_messages();
+    older->set_message_id(messageId());
+    older->set_conversation_id(Group);
+    older->set_seq(2);
+    older->set_sender("bob");
+    older->set_body("Tent: me");
+    page->set_has_more(false);
+    frames.append({ "history-page", history });
     return frames;
 }
 
