@@ -36,3 +36,13 @@ inline QByteArray inputBytes(const uint8_t* data, size_t size)
             std::abort();                                                                          \
         }                                                                                          \
     } while (false)
+
+/// An invariant that a Result holds a value; a broken one also prints the Result's error.
+#define FERRY_FUZZ_CHECK_OK(result, what)                                                    \
+    do {                                                                                     \
+        if (!(result)) {                                                                     \
+            std::fprintf(stderr, "Error: %s: %s\n", qPrintable((result).error().kind),      \
+                qPrintable((result).error().message));                                       \
+        }                                                                                    \
+        FERRY_FUZZ_CHECK(result, what);                                                      \
+    } while (false)

@@ -71,12 +71,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     }
 
     Result<RecoveryReport> recovered = ClientStore::recover(profile.path());
-    FERRY_FUZZ_CHECK(recovered, "a damaged profile is recovered");
+    FERRY_FUZZ_CHECK_OK(recovered, "a damaged profile is recovered");
     const QString keptAside = QDir(recovered->damagedCopy).filePath(QStringLiteral("ferry.db"));
     FERRY_FUZZ_CHECK(readFile(keptAside) == bytes, "the damaged bytes are kept aside unchanged");
 
     Result<std::unique_ptr<ClientStore>> reopened = ClientStore::open(profile.path());
-    FERRY_FUZZ_CHECK(reopened, "a recovered profile opens");
+    FERRY_FUZZ_CHECK_OK(reopened, "a recovered profile opens");
     readEverything(*reopened.value());
     return 0;
 }
