@@ -278,8 +278,14 @@ Result<RecoveryReport> ClientStore::recover(const QString& profileDir)
                 if (query.exec(QStringLiteral("SELECT server_url, user_name, device_id,"
                                               " device_token FROM account WHERE id = 1"))
                     && query.next()) {
-                    account = AccountInfo { query.value(0).toString(), query.value(1).toString(),
+                    // A damaged row can read back with missing fields. An account without its
+                    // server or user name is not one to carry over: saving it would fail, and
+                    // with it the whole recovery.
+                    const AccountInfo read { query.value(0).toString(), query.value(1).toString(),
                         query.value(2).toULongLong(), query.value(3).toByteArray() };
+                    if (!read.serverUrl.isNull() && !read.userName.isEmpty()) {
+                        account = read;
+                    }
                 }
                 // Row by row, so that one unreadable row does not cost the others.
                 QSqlQuery ids(damaged);

@@ -2,11 +2,28 @@
 
 #include "core/Logging.h"
 
+#include <QFile>
 #include <QFileInfo>
 #include <QSqlQuery>
 #include <QVariant>
 
 namespace ferry {
+
+namespace {
+    /// Whether the file is missing, empty, or starts with the 16 bytes of SQLite's header.
+    bool hasSqliteHeaderOrIsEmpty(const QString& path)
+    {
+        QFile file(path);
+        if (!file.exists() || file.size() == 0) {
+            return true;
+        }
+        // A file that cannot be read here is left for SQLite to report as what it is.
+        if (!file.open(QIODevice::ReadOnly)) {
+            return true;
+        }
+        return file.read(16) == QByteArrayView("SQLite format 3\0", 16);
+    }
+}
 
 QString storageErrorKind(const QSqlError& error)
 {
@@ -49,6 +66,14 @@ Error storageError(const QString& what, const QSqlQuery& query)
 Result<QSqlDatabase> openSqliteDatabase(
     const QString& path, const QString& connectionName, qint64 applicationId)
 {
+    // SQLite takes a file of a single byte for a new, empty database, and would write a fresh
+    // one over it. A file with content must start with SQLite's header; one that does not is
+    // damaged, reported and left as it was, like every other file SQLite itself refuses.
+    if (!hasSqliteHeaderOrIsEmpty(path)) {
+        return Error { QStringLiteral("damaged"),
+            u"could not read " + path + u" (damaged or not a database): no SQLite header" };
+    }
+
     QSqlDatabase db = QSqlDatabase::addDatabase(QStringLiteral("QSQLITE"), connectionName);
     db.setDatabaseName(path);
     db.setConnectOptions(QStringLiteral("QSQLITE_BUSY_TIMEOUT=5000"));

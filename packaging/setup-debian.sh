@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
     # Toolchain and build.
     g++ cmake ninja-build ccache pkg-config
+    # The fuzz targets (packaging/fuzz.sh): clang and its libFuzzer and sanitizer runtimes.
+    clang-14 libclang-rt-14-dev
     # Qt 6.4 modules: Core/Network/Sql/Test live in qt6-base-dev.
     qt6-base-dev qt6-websockets-dev qt6-httpserver-dev libqt6sql6-sqlite
     # The Qt Quick app: QML, Qt Quick Controls (Fusion style), Layouts, the QML tools.

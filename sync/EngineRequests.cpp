@@ -19,19 +19,6 @@ namespace ferry {
 namespace {
 
 
-    /// A history page's messages and membership changes, ready for the store.
-    QList<IncomingMessage> historyEntries(const v1::HistoryPage& page)
-    {
-        QList<IncomingMessage> entries;
-        for (const v1::MessageEvent& message : page.messages()) {
-            entries.append(incomingMessage(0, message));
-        }
-        for (const v1::MembershipEvent& change : page.memberships()) {
-            entries.append(incomingMembership(0, change));
-        }
-        return entries;
-    }
-
     /// The error of an answer, or empty when it is not one.
     QString errorOf(const v1::Envelope& reply)
     {
@@ -99,7 +86,7 @@ bool SyncEngine::handleReply(const v1::Envelope& envelope)
         const QString conversationId = m_gapRequests.take(wireId);
         if (envelope.has_history_page()) {
             Result<AppliedEvents> applied
-                = m_store->applyHistory(historyEntries(envelope.history_page()));
+                = m_store->applyHistory(incomingHistory(envelope.history_page()));
             if (!applied) {
                 Q_EMIT storageFailed(applied.error().message);
             } else if (!applied->added.isEmpty()) {
@@ -364,7 +351,7 @@ quint64 SyncEngine::fetchOlderHistory(const QString& conversationId, int limit)
             return;
         }
         Result<AppliedEvents> applied
-            = m_store->applyHistory(historyEntries(reply.history_page()));
+            = m_store->applyHistory(incomingHistory(reply.history_page()));
         if (!applied) {
             Q_EMIT storageFailed(applied.error().message);
         } else if (!applied->added.isEmpty()) {

@@ -487,25 +487,9 @@ void SyncEngine::handleEventBatch(quint64 requestId, const v1::EventBatch& batch
         return;
     }
 
-    QList<IncomingMessage> entries;
-    QList<IncomingReceipt> receipts;
-    entries.reserve(batch.events_size());
-    for (const v1::Event& event : batch.events()) {
-        if (event.has_message()) {
-            entries.append(incomingMessage(event.offset(), event.message()));
-        } else if (event.has_membership()) {
-            entries.append(incomingMembership(event.offset(), event.membership()));
-        } else if (event.has_receipt()) {
-            const v1::ReceiptEvent& receipt = event.receipt();
-            receipts.append(IncomingReceipt { event.offset(), toQString(receipt.conversation_id()),
-                toQString(receipt.user_name()),
-                receipt.kind() == v1::READ ? ReceiptKind::Read : ReceiptKind::Delivered,
-                receipt.up_to_seq() });
-        }
-        // An event kind this version does not know is skipped; its offset still counts.
-    }
-
-    Result<AppliedEvents> applied = m_store->applyEvents(entries, batch.last_offset(), receipts);
+    const IncomingEvents incoming = incomingEvents(batch);
+    Result<AppliedEvents> applied = m_store->applyEvents(
+        incoming.entries, batch.last_offset(), incoming.receipts);
     if (!applied) {
         qCWarning(lcSync) << "Could not store received events:" << applied.error().message;
         Q_EMIT storageFailed(applied.error().message);

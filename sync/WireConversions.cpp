@@ -59,4 +59,36 @@ IncomingMessage incomingMembership(quint64 offset, const v1::MembershipEvent& ch
     return entry;
 }
 
+IncomingEvents incomingEvents(const v1::EventBatch& batch)
+{
+    IncomingEvents incoming;
+    incoming.entries.reserve(batch.events_size());
+    for (const v1::Event& event : batch.events()) {
+        if (event.has_message()) {
+            incoming.entries.append(incomingMessage(event.offset(), event.message()));
+        } else if (event.has_membership()) {
+            incoming.entries.append(incomingMembership(event.offset(), event.membership()));
+        } else if (event.has_receipt()) {
+            const v1::ReceiptEvent& receipt = event.receipt();
+            incoming.receipts.append(IncomingReceipt { event.offset(),
+                toQString(receipt.conversation_id()), toQString(receipt.user_name()),
+                receipt.kind() == v1::READ ? ReceiptKind::Read : ReceiptKind::Delivered,
+                receipt.up_to_seq() });
+        }
+    }
+    return incoming;
+}
+
+QList<IncomingMessage> incomingHistory(const v1::HistoryPage& page)
+{
+    QList<IncomingMessage> entries;
+    for (const v1::MessageEvent& message : page.messages()) {
+        entries.append(incomingMessage(0, message));
+    }
+    for (const v1::MembershipEvent& change : page.memberships()) {
+        entries.append(incomingMembership(0, change));
+    }
+    return entries;
+}
+
 } // namespace ferry

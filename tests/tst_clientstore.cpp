@@ -413,6 +413,9 @@ void TestClientStore::aFileThatIsNotADatabaseIsRefusedAndLeftUntouched_data()
     QByteArray damaged("SQLite format 3", 16);
     damaged.append(QByteArray(4080, '\xff'));
     QTest::newRow("a SQLite header followed by garbage") << damaged;
+
+    // SQLite itself takes a one-byte file for an empty database (found by fuzz_stored_data).
+    QTest::newRow("a single byte") << QByteArrayLiteral(":");
 }
 
 void TestClientStore::aFileThatIsNotADatabaseIsRefusedAndLeftUntouched()
