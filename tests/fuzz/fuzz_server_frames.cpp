@@ -13,9 +13,9 @@
 // Invariants: no crash and no sanitizer report; alice's event log offset never goes backwards.
 
 #include "core/FrameCodec.h"
+#include "core/ProtocolText.h"
 #include "server-stub/ChatServer.h"
 #include "server-stub/ClientConnection.h"
-#include "server-stub/ProtocolText.h"
 #include "server-stub/SqliteServerStore.h"
 #include "tests/fuzz/FuzzSupport.h"
 
