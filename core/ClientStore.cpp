@@ -26,6 +26,13 @@ namespace {
     constexpr qint64 ApplicationId = 0x46525259;
     const QString DatabaseFileName = QStringLiteral("ferry.db");
 
+    // Receipt marks only move forward: a mark lower than the stored one changes nothing.
+    const QString RaiseReceiptMark = QStringLiteral(
+        "INSERT INTO receipt_marks (conversation_id, user_name, delivered_seq, read_seq)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, user_name) DO UPDATE SET"
+        " delivered_seq = MAX(delivered_seq, excluded.delivered_seq),"
+        " read_seq = MAX(read_seq, excluded.read_seq)");
+
     const QString MessageColumns = QStringLiteral(
         "local_id, message_id, conversation_id, sender, body, seq, state, server_time_ms, "
         "written_ms, failure_reason, kind");
@@ -566,11 +573,7 @@ Result<AppliedEvents> ClientStore::applyEvents(const QList<IncomingMessage>& eve
 
     // Receipt marks only move forward, and a read mark raises the delivered one with it.
     QSqlQuery mark(db);
-    mark.prepare(QStringLiteral(
-        "INSERT INTO receipt_marks (conversation_id, user_name, delivered_seq, read_seq)"
-        " VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, user_name) DO UPDATE SET"
-        " delivered_seq = MAX(delivered_seq, excluded.delivered_seq),"
-        " read_seq = MAX(read_seq, excluded.read_seq)"));
+    mark.prepare(RaiseReceiptMark);
     for (const IncomingReceipt& receipt : receipts) {
         if (receipt.offset <= storedOffset) {
             ++applied.duplicates;
@@ -989,11 +992,7 @@ Result<quint64> ClientStore::markRead(const QString& conversationId, quint64 upT
     // The own mark moves at once, so the unread count drops offline too; the receipt that tells
     // the server (and through it the other devices) goes when the engine is connected.
     QSqlQuery query(db);
-    query.prepare(QStringLiteral(
-        "INSERT INTO receipt_marks (conversation_id, user_name, delivered_seq, read_seq)"
-        " VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, user_name) DO UPDATE SET"
-        " delivered_seq = MAX(delivered_seq, excluded.delivered_seq),"
-        " read_seq = MAX(read_seq, excluded.read_seq)"));
+    query.prepare(RaiseReceiptMark);
     query.addBindValue(conversationId);
     query.addBindValue(self->userName);
     query.addBindValue(static_cast<qint64>(upTo));
