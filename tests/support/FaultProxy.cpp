@@ -372,9 +372,11 @@ void FaultProxy::forwardFrames(Link& link, Lane& lane)
             announce(payload);
             continue;
         }
-        if (fault.kind == Kind::CutBeforeSendAck && nthSendAck) {
+        if (fault.kind == Kind::CutBeforeServerFrame && toClient && payload == fault.payload
+            && seen == fault.nth) {
             announce(payload);
-            cut(link, u"dropped the server's SendAck number " + QString::number(fault.nth));
+            cut(link,
+                u"dropped the server's " + payload + u" number " + QString::number(fault.nth));
             return;
         }
         if (fault.kind == Kind::CutAfterFrames && toClient && lane.framesForwarded >= fault.count) {
@@ -460,7 +462,8 @@ void FaultProxy::release(Link& link, Lane& lane)
     while (!lane.held.empty() && lane.held.front().releaseAtMs <= now && !link.cut) {
         const Lane::Held held = std::move(lane.held.front());
         lane.held.pop_front();
-        if (!lane.to) {
+        // A receiver that went away meanwhile misses what was still on its way to it.
+        if (!lane.to || lane.to->state() != QAbstractSocket::ConnectedState) {
             continue;
         }
         if (held.closeAfter) {

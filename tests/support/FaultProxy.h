@@ -25,7 +25,7 @@ enum class ProxyDirection {
 struct ProxyFault {
     enum class Kind {
         Pass, ///< forward everything both ways
-        CutBeforeSendAck, ///< drop the server's nth SendAck, then close both sides
+        CutBeforeServerFrame, ///< drop the server's nth frame named `payload`, then close
         CutAfterSendAck, ///< forward the server's nth SendAck, then close both sides
         CutAfterFrames, ///< forward `count` frames from the server, then close both sides
         CutAfterBytes, ///< forward `count` bytes after the upgrade in `direction`, then close
@@ -50,7 +50,15 @@ struct ProxyFault {
     static ProxyFault pass() { return {}; }
     static ProxyFault cutBeforeSendAck(int nth = 1)
     {
-        return make(Kind::CutBeforeSendAck, [&](ProxyFault& f) { f.nth = nth; });
+        return cutBeforeServerFrame(QStringLiteral("send_ack"), nth);
+    }
+    /// For instance "events": the link dies before the answer to the client's sync request.
+    static ProxyFault cutBeforeServerFrame(const QString& payload, int nth = 1)
+    {
+        return make(Kind::CutBeforeServerFrame, [&](ProxyFault& f) {
+            f.payload = payload;
+            f.nth = nth;
+        });
     }
     static ProxyFault cutAfterSendAck(int nth = 1)
     {
