@@ -480,7 +480,8 @@ void TestBugtrackerCases::anAckLaterThanTheClientsTimeoutLeavesOneMessageSentEve
     QVERIFY2(acked.contains(1), "the server never answered on the first link");
     QVERIFY2(statesSeen(states).contains(u"WaitingToRetry"_s),
         qPrintable(statesSeen(states).join(u", ")));
-    QCOMPARE(connectionsOf(clientFrames, u"send"_s), QList<int>({ 1, 2 }));
+    // (A machine so loaded that the second link missed a pong too would show a third.)
+    QCOMPARE(connectionsOf(clientFrames, u"send"_s).mid(0, 2), QList<int>({ 1, 2 }));
     QVERIFY(metric(u"ferry_messages_resent_total"_s) >= resentBefore + 1);
 
     verifyHoldsOnce(laptop, conversation, prefix, { written->messageId }, { MessageState::Sent });

@@ -255,6 +255,7 @@ void FaultProxy::handleNewConnection()
         link.toClient.to = client;
         for (Lane* lane : { &link.toServer, &link.toClient }) {
             lane->timer.setSingleShot(true);
+            lane->timer.setTimerType(Qt::PreciseTimer);
             connect(&lane->timer, &QTimer::timeout, this,
                 [this, &link, lane] { release(link, *lane); });
         }
