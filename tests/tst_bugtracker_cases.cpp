@@ -148,6 +148,7 @@ private Q_SLOTS:
     void aDuplicatedEventBatchStoresNothingTwice();
     void aDuplicatedSendIsOneMessageOnTheServerAndAtTheRecipient();
     void aDelayedJitteryLinkDeliversEveryMessageOnceInOrder();
+    void anUpgradeRefusedOrBrokenOffIsRetriedUntilTheServerTakesIt();
 
 private:
     Result<Done> signIn(const QString& name, const QString& user, bool createAccount);
@@ -779,6 +780,39 @@ void TestBugtrackerCases::aDelayedJitteryLinkDeliversEveryMessageOnceInOrder()
     for (const QList<QVariant>& frame : std::as_const(forwarded)) {
         QVERIFY2(frame.at(3).toLongLong() >= 20, "a frame went through without its delay");
     }
+}
+
+// A load balancer in front of a server that is starting up answers 503, a proxy drops the upgrade
+// half-way, a port accepts and closes: each is one more failed try, never a reason to give up.
+void TestBugtrackerCases::anUpgradeRefusedOrBrokenOffIsRetriedUntilTheServerTakesIt()
+{
+    Device& laptop = device(u"ann-laptop"_s);
+    const QString conversation = directConversationId(u"ann"_s, u"bob"_s);
+    const QByteArray prefix = "written while the upgrade kept failing";
+    FaultProxy proxy(m_server->port());
+    QVERIFY2(proxy.listen(), qPrintable(proxy.errorString()));
+    proxy.planConnections({ ProxyFault::refuseHandshake(503), ProxyFault::cutDuringHandshake(),
+        ProxyFault::closeAtOnce() });
+
+    const Result<StoredMessage> written = laptop.store->enqueue(conversation, prefix);
+    QVERIFY2(written, whyNot(written).constData());
+    std::unique_ptr<SyncEngine> engine = engineFor(laptop, quickSettings(), proxy.url());
+    QStringList linkErrors;
+    connect(engine.get(), &SyncEngine::stateChanged, this, [&](State state) {
+        if (state == State::WaitingToRetry) {
+            linkErrors.append(engine->lastLinkError());
+        }
+    });
+    QSignalSpy stopped(engine.get(), &SyncEngine::stoppedWithError);
+    engine->start();
+    QTRY_VERIFY_WITH_TIMEOUT(engine->isIdle(), WaitMs);
+    engine->stop();
+
+    QCOMPARE(stopped.size(), 0);
+    QVERIFY(proxy.acceptedCount() >= 4);
+    QVERIFY2(linkErrors.size() >= 3, qPrintable(linkErrors.join(u" | ")));
+    QVERIFY2(linkErrors.first().contains(u"503"_s), qPrintable(linkErrors.join(u" | ")));
+    verifyHoldsOnce(laptop, conversation, prefix, { written->messageId }, { MessageState::Sent });
 }
 
 QTEST_GUILESS_MAIN(TestBugtrackerCases)
