@@ -8,9 +8,11 @@
 #include <QDateTime>
 #include <QDir>
 #include <QFileInfo>
+#include <QHash>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QSet>
 #include <QSqlDatabase>
 #include <QSqlError>
 #include <QSqlQuery>
@@ -634,12 +636,17 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     const std::optional<AccountInfo> self = account();
     const QString selfName = self ? self->userName : QString();
 
-    QSqlQuery find(db);
-    find.prepare(u"SELECT " + MessageColumns + u" FROM messages WHERE message_id = ?");
+    // A catch-up applies thousands of entries per call, so the work per entry is kept to one
+    // statement in the common case: the insert itself, which the unique message id turns into
+    // the duplicate check. Everything else is looked up once per conversation per call, or only
+    // when the insert found the id already stored.
     QSqlQuery insert(db);
     insert.prepare(QStringLiteral(
         "INSERT INTO messages (message_id, conversation_id, sender, body, seq, state,"
-        " server_time_ms, written_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        " server_time_ms, written_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (message_id) DO NOTHING"));
+    QSqlQuery find(db);
+    find.prepare(u"SELECT " + MessageColumns + u" FROM messages WHERE message_id = ?");
     QSqlQuery confirm(db);
     confirm.prepare(QStringLiteral("UPDATE messages SET seq = ?, state = 1, server_time_ms = ?,"
                                    " failure_reason = NULL WHERE local_id = ?"));
@@ -651,16 +658,23 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     membership.prepare(QStringLiteral(
         "UPDATE conversations SET title = ?, members = ?, left_group = ? WHERE id = ?"));
 
+    QSet<QString> touched(applied->touchedConversations.cbegin(),
+        applied->touchedConversations.cend());
+    // Per conversation, the seq of the entry this call stored last: the next entry whose seq
+    // follows it has its predecessor, without asking the database.
+    QHash<QString, quint64> storedSeq;
+
     const qint64 now = QDateTime::currentMSecsSinceEpoch();
     for (const IncomingMessage& event : entries) {
         if (fromLog && event.offset <= storedOffset) {
             ++applied->duplicates;
             continue;
         }
-        if (auto known = ensureConversation(event.conversationId); !known) {
-            return known.error();
-        }
-        if (!applied->touchedConversations.contains(event.conversationId)) {
+        if (!touched.contains(event.conversationId)) {
+            if (auto known = ensureConversation(event.conversationId); !known) {
+                return known.error();
+            }
+            touched.insert(event.conversationId);
             applied->touchedConversations.append(event.conversationId);
         }
         // Only the log's membership changes say who is in the group now; history pages are
@@ -674,34 +688,6 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
                 return storageError(QStringLiteral("could not update the members"), membership);
             }
         }
-
-        find.addBindValue(event.messageId);
-        if (!find.exec()) {
-            return storageError(QStringLiteral("could not look up a message"), find);
-        }
-        if (find.next()) {
-            StoredMessage existing = readMessage(find);
-            find.finish();
-            if (existing.seq.has_value()) {
-                ++applied->duplicates;
-                continue;
-            }
-            // Our own message, committed by the server while its ack never reached us (or the
-            // ack and this event crossed): the event settles it exactly as the ack would have.
-            confirm.addBindValue(static_cast<qint64>(event.seq));
-            confirm.addBindValue(event.serverTimeMs);
-            confirm.addBindValue(existing.localId);
-            if (!confirm.exec()) {
-                return storageError(QStringLiteral("could not settle a queued message"), confirm);
-            }
-            existing.seq = event.seq;
-            existing.serverTimeMs = event.serverTimeMs;
-            existing.state = MessageState::Sent;
-            existing.failureReason.clear();
-            applied->confirmed.append(existing);
-            continue;
-        }
-        find.finish();
 
         StoredMessage message;
         message.messageId = event.messageId;
@@ -725,10 +711,45 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
         if (!insert.exec()) {
             return storageError(QStringLiteral("could not store a received message"), insert);
         }
+
+        if (insert.numRowsAffected() == 0) {
+            // The id is stored already: a duplicate, or our own queued message.
+            find.addBindValue(event.messageId);
+            if (!find.exec() || !find.next()) {
+                return storageError(QStringLiteral("could not look up a message"), find);
+            }
+            StoredMessage existing = readMessage(find);
+            find.finish();
+            if (existing.seq.has_value()) {
+                ++applied->duplicates;
+                if (*existing.seq == event.seq) {
+                    storedSeq.insert(event.conversationId, event.seq);
+                }
+                continue;
+            }
+            // Our own message, committed by the server while its ack never reached us (or the
+            // ack and this event crossed): the event settles it exactly as the ack would have.
+            confirm.addBindValue(static_cast<qint64>(event.seq));
+            confirm.addBindValue(event.serverTimeMs);
+            confirm.addBindValue(existing.localId);
+            if (!confirm.exec()) {
+                return storageError(QStringLiteral("could not settle a queued message"), confirm);
+            }
+            existing.seq = event.seq;
+            existing.serverTimeMs = event.serverTimeMs;
+            existing.state = MessageState::Sent;
+            existing.failureReason.clear();
+            applied->confirmed.append(existing);
+            storedSeq.insert(event.conversationId, event.seq);
+            continue;
+        }
         message.localId = insert.lastInsertId().toLongLong();
         applied->added.append(message);
 
-        if (!applied->gapSuspected.contains(event.conversationId)) {
+        const auto previous = storedSeq.constFind(event.conversationId);
+        const bool followsStored = previous != storedSeq.cend() && *previous + 1 == event.seq;
+        storedSeq.insert(event.conversationId, event.seq);
+        if (!followsStored && !applied->gapSuspected.contains(event.conversationId)) {
             predecessor.addBindValue(event.conversationId);
             predecessor.addBindValue(static_cast<qint64>(event.seq) - 1);
             predecessor.addBindValue(event.conversationId);
