@@ -1050,6 +1050,27 @@ Result<Done> ClientStore::queueReceipt(
     return Done {};
 }
 
+Result<Done> ClientStore::queueReceipts(const QList<OutgoingReceipt>& receipts)
+{
+    if (receipts.isEmpty()) {
+        return Done {};
+    }
+    WriteTransaction transaction(QSqlDatabase::database(m_connectionName));
+    if (!transaction.isOpen()) {
+        return storageError(QStringLiteral("could not start queueing receipts"), transaction.error());
+    }
+    for (const OutgoingReceipt& receipt : receipts) {
+        if (auto queued = queueReceipt(receipt.conversationId, receipt.kind, receipt.upToSeq);
+            !queued) {
+            return queued.error();
+        }
+    }
+    if (!transaction.commit()) {
+        return storageError(QStringLiteral("could not commit owed receipts"), transaction.error());
+    }
+    return Done {};
+}
+
 Result<QList<OutgoingReceipt>> ClientStore::outgoingReceipts() const
 {
     QSqlQuery query(QSqlDatabase::database(m_connectionName));
