@@ -19,6 +19,8 @@
 #include <QUuid>
 #include <QVariant>
 
+#include <algorithm>
+
 namespace ferry {
 
 namespace {
@@ -883,32 +885,48 @@ Result<QList<ConversationSummary>> ClientStore::conversations() const
 {
     QSqlQuery query(QSqlDatabase::database(m_connectionName));
     query.setForwardOnly(true);
-    if (!query.exec(QStringLiteral(
-            "SELECT c.id FROM conversations c"
-            " LEFT JOIN messages m ON m.conversation_id = c.id"
-            " GROUP BY c.id ORDER BY COALESCE(MAX(m.local_id), 0) DESC, c.id"))) {
+    if (!query.exec(QStringLiteral("SELECT id FROM conversations"))) {
         return storageError(QStringLiteral("could not list conversations"), query);
     }
     QStringList ids;
     while (query.next()) {
         ids.append(query.value(0).toString());
     }
+    const std::optional<AccountInfo> self = account();
+    const QString selfName = self ? self->userName : QString();
     QList<ConversationSummary> summaries;
+    summaries.reserve(ids.size());
     for (const QString& id : std::as_const(ids)) {
-        Result<ConversationSummary> summary = conversation(id);
+        Result<ConversationSummary> summary = summarize(id, selfName);
         if (!summary) {
             return summary.error();
         }
         summaries.append(summary.value());
     }
+    // Most recently active first: the conversation whose newest entry was stored last. Each
+    // summary is a few index lookups, so the list costs the same with a million messages as
+    // with a hundred; nothing here reads a conversation's entries one by one.
+    const auto activity = [](const ConversationSummary& summary) {
+        return summary.last ? summary.last->localId : 0;
+    };
+    std::sort(summaries.begin(), summaries.end(),
+        [&](const ConversationSummary& a, const ConversationSummary& b) {
+            return activity(a) != activity(b) ? activity(a) > activity(b) : a.id < b.id;
+        });
     return summaries;
 }
 
 Result<ConversationSummary> ClientStore::conversation(const QString& conversationId) const
 {
     const std::optional<AccountInfo> self = account();
-    const QString selfName = self ? self->userName : QString();
+    return summarize(conversationId, self ? self->userName : QString());
+}
+
+Result<ConversationSummary> ClientStore::summarize(
+    const QString& conversationId, const QString& selfName) const
+{
     QSqlQuery query(QSqlDatabase::database(m_connectionName));
+    query.setForwardOnly(true);
     query.prepare(QStringLiteral("SELECT title, members, left_group FROM conversations"
                                  " WHERE id = ?"));
     query.addBindValue(conversationId);
@@ -932,13 +950,20 @@ Result<ConversationSummary> ClientStore::conversation(const QString& conversatio
         summary.readSeq = query.value(0).toULongLong();
     }
 
+    // Every count walks only the part of the (conversation_id, seq, local_id) index it needs:
+    // the newest seq is its last entry, unread messages lie after the read mark, and unsent
+    // messages (queued or failed, the only entries without a seq) sit together at its start.
     query.prepare(QStringLiteral(
-        "SELECT COALESCE(MAX(seq), 0),"
-        " SUM(kind = 0 AND seq > ? AND sender != ?),"
-        " SUM(state = 0), SUM(state = 3)"
-        " FROM messages WHERE conversation_id = ?"));
+        "SELECT (SELECT MAX(seq) FROM messages WHERE conversation_id = ?),"
+        " (SELECT COUNT(*) FROM messages"
+        "   WHERE conversation_id = ? AND seq > ? AND kind = 0 AND sender != ?),"
+        " (SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND seq IS NULL AND state = 0),"
+        " (SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND seq IS NULL AND state = 3)"));
+    query.addBindValue(conversationId);
+    query.addBindValue(conversationId);
     query.addBindValue(static_cast<qint64>(summary.readSeq));
     query.addBindValue(selfName);
+    query.addBindValue(conversationId);
     query.addBindValue(conversationId);
     if (!query.exec() || !query.next()) {
         return storageError(QStringLiteral("could not count a conversation"), query);
@@ -948,12 +973,21 @@ Result<ConversationSummary> ClientStore::conversation(const QString& conversatio
     summary.queued = query.value(2).toInt();
     summary.failed = query.value(3).toInt();
 
+    // The newest entry: the last one written here and not yet sequenced, else the newest seq.
     query.prepare(u"SELECT " + MessageColumns
-        + u" FROM messages WHERE conversation_id = ?"
-          u" ORDER BY seq IS NULL DESC, local_id DESC LIMIT 1");
+        + u" FROM messages WHERE conversation_id = ? AND seq IS NULL"
+          u" ORDER BY local_id DESC LIMIT 1");
     query.addBindValue(conversationId);
     if (query.exec() && query.next()) {
         summary.last = readMessage(query);
+    } else if (summary.lastSeq > 0) {
+        query.prepare(u"SELECT " + MessageColumns
+            + u" FROM messages WHERE conversation_id = ? AND seq = ?");
+        query.addBindValue(conversationId);
+        query.addBindValue(static_cast<qint64>(summary.lastSeq));
+        if (query.exec() && query.next()) {
+            summary.last = readMessage(query);
+        }
     }
     return summary;
 }

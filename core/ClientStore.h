@@ -240,6 +240,9 @@ private:
     Result<Done> ensureConversation(const QString& conversationId);
     Result<Done> applyEntries(const QList<IncomingMessage>& entries, quint64 storedOffset,
         bool fromLog, AppliedEvents* applied);
+    /// One conversation's summary for the list, as seen by `selfName`.
+    Result<ConversationSummary> summarize(
+        const QString& conversationId, const QString& selfName) const;
     void deriveOwnStates(const QString& conversationId, QList<StoredMessage>* entries) const;
 
     QString m_connectionName;
