@@ -642,11 +642,13 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     // statement in the common case: the insert itself, which the unique message id turns into
     // the duplicate check. Everything else is looked up once per conversation per call, or only
     // when the insert found the id already stored.
-    QSqlQuery insert(db);
-    insert.prepare(QStringLiteral(
+    PreparedStatement insert(db,
         "INSERT INTO messages (message_id, conversation_id, sender, body, seq, state,"
         " server_time_ms, written_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (message_id) DO NOTHING"));
+        " ON CONFLICT (message_id) DO NOTHING");
+    if (!insert.isValid()) {
+        return storageError(QStringLiteral("could not prepare storing messages"), insert.error());
+    }
     QSqlQuery find(db);
     find.prepare(u"SELECT " + MessageColumns + u" FROM messages WHERE message_id = ?");
     QSqlQuery confirm(db);
@@ -656,6 +658,9 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     predecessor.prepare(QStringLiteral(
         "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq = ?),"
         " EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq < ?)"));
+    QSqlQuery conversation(db);
+    conversation.prepare(QStringLiteral(
+        "INSERT OR IGNORE INTO conversations (id, members) VALUES (?, ?)"));
     QSqlQuery membership(db);
     membership.prepare(QStringLiteral(
         "UPDATE conversations SET title = ?, members = ?, left_group = ? WHERE id = ?"));
@@ -673,8 +678,11 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
             continue;
         }
         if (!touched.contains(event.conversationId)) {
-            if (auto known = ensureConversation(event.conversationId); !known) {
-                return known.error();
+            // As ensureConversation() does, with the statement prepared once per call.
+            conversation.addBindValue(event.conversationId);
+            conversation.addBindValue(toJson(directConversationMembers(event.conversationId)));
+            if (!conversation.exec()) {
+                return storageError(QStringLiteral("could not record a conversation"), conversation);
             }
             touched.insert(event.conversationId);
             applied->touchedConversations.append(event.conversationId);
@@ -701,20 +709,23 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
         message.serverTimeMs = event.serverTimeMs;
         message.writtenMs = now;
         message.kind = event.kind;
-        insert.addBindValue(message.messageId);
-        insert.addBindValue(message.conversationId);
-        insert.addBindValue(message.sender);
-        insert.addBindValue(message.body);
-        insert.addBindValue(static_cast<qint64>(event.seq));
-        insert.addBindValue(static_cast<int>(message.state));
-        insert.addBindValue(event.serverTimeMs);
-        insert.addBindValue(now);
-        insert.addBindValue(static_cast<int>(event.kind));
-        if (!insert.exec()) {
-            return storageError(QStringLiteral("could not store a received message"), insert);
+        const QByteArray conversationUtf8 = event.conversationId.toUtf8();
+        const QByteArray senderUtf8 = event.sender.toUtf8();
+        insert.bindBlob(1, event.messageId);
+        insert.bindText(2, conversationUtf8);
+        insert.bindText(3, senderUtf8);
+        insert.bindBlob(4, event.body);
+        insert.bindInt64(5, static_cast<qint64>(event.seq));
+        insert.bindInt64(6, static_cast<int>(message.state));
+        insert.bindInt64(7, event.serverTimeMs);
+        insert.bindInt64(8, now);
+        insert.bindInt64(9, static_cast<int>(event.kind));
+        if (!insert.run()) {
+            return storageError(
+                QStringLiteral("could not store a received message"), insert.error());
         }
 
-        if (insert.numRowsAffected() == 0) {
+        if (insert.changes() == 0) {
             // The id is stored already: a duplicate, or our own queued message.
             find.addBindValue(event.messageId);
             if (!find.exec() || !find.next()) {
@@ -745,7 +756,7 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
             storedSeq.insert(event.conversationId, event.seq);
             continue;
         }
-        message.localId = insert.lastInsertId().toLongLong();
+        message.localId = insert.lastInsertRowId();
         applied->added.append(message);
 
         const auto previous = storedSeq.constFind(event.conversationId);

@@ -225,9 +225,8 @@ std::optional<CatchUp> catchUp(const QString& seedDir, const QString& workDir, i
             fail(store.error().message);
             return std::nullopt;
         }
-        SyncEngine::Settings settings;
-        settings.syncBatch = static_cast<quint32>(syncBatch);
-        SyncEngine engine(store.value().get(), settings);
+        // The engine's default settings: it leaves the batch size to the server.
+        SyncEngine engine(store.value().get());
         engine.setServerUrl(server.url());
 
         QEventLoop loop;
