@@ -7,6 +7,7 @@
 # Sizes (full / --short):
 #   4 catch-up      100,000 / 20,000 messages waiting, server --sync-batch 500 and 5000
 #   5 ingest        200,000 / 50,000 messages, batches of 500 (the server's default batch)
+#                   and of 5000
 #   6 cold start  1,000,000 / 100,000 messages in 200 conversations, 5 / 3 starts
 # Seeded server data and the cold-start profile are kept in <results-dir>/cache and reused.
 set -euo pipefail
@@ -38,7 +39,7 @@ else
     catchup_messages=100000 ingest_messages=200000 coldstart_messages=1000000 starts=5
 fi
 
-export FERRY_BENCH_MACHINE="${FERRY_BENCH_MACHINE:-$(nproc) vCPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r), load $(cut -d' ' -f1 /proc/loadavg) at start}"
+export FERRY_BENCH_MACHINE="${FERRY_BENCH_MACHINE:-$(nproc) vCPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r), load $(cut -d' ' -f1 /proc/loadavg) at start}"
 export QT_QPA_PLATFORM=offscreen
 # The programs' own log lines (store opened, engine state) are not figures.
 export QT_LOGGING_RULES="ferry.*.info=false;ferry.*.warning=false"
@@ -54,7 +55,7 @@ fi
 "$bench/bench_client_catchup" run "$seed" "$results" 500 5000
 
 echo "== 5. client ingest ($ingest_messages messages)"
-"$bench/bench_client_ingest" "$results" "$ingest_messages" 500
+"$bench/bench_client_ingest" "$results" "$ingest_messages" 500 5000
 
 echo "== 6. cold start ($coldstart_messages messages)"
 profile="$cache/coldstart-profile-$coldstart_messages"
@@ -83,8 +84,9 @@ with open(os.path.join(results, "catch-up.dat"), "w") as f:
         f.write('"--sync-batch %d" %f 3\n' % (run["sync_batch"], run["seconds"]))
 i = load("client-ingest")
 with open(os.path.join(results, "client-ingest.dat"), "w") as f:
-    f.write('"ClientStore" %f 100000\n' % i["figures"]["messages_per_second"])
-    f.write('"raw SQLite (C API)" %f 100000\n' % i["baseline"]["raw_sqlite_messages_per_second"])
+    for run in i["figures"]["runs"]:
+        f.write('"ClientStore, batch %d" %f 100000\n' % (run["batch"], run["messages_per_second"]))
+        f.write('"raw SQLite, batch %d" %f 100000\n' % (run["batch"], run["raw_sqlite_messages_per_second"]))
 s = load("cold-start")
 with open(os.path.join(results, "cold-start.dat"), "w") as f:
     f.write('"conversation list" %f 500\n' % s["figures"]["list_ms_median"])
@@ -105,7 +107,7 @@ plot "$results/$1.dat" using 2:xtic(1) title "measured", "" using 0:3 with lines
 GP
 }
 chart catch-up "Catch-up: $catchup_messages messages to commit (s)" "seconds"
-chart client-ingest "Client ingest, batches of 500 (messages/s)" "messages per second"
+chart client-ingest "Client ingest (messages/s, wall clock)" "messages per second"
 chart cold-start "Cold start, $coldstart_messages messages (median ms)" "milliseconds"
 rm -f "$results"/*.dat
 echo "results in $results"
