@@ -649,18 +649,24 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     if (!insert.isValid()) {
         return storageError(QStringLiteral("could not prepare storing messages"), insert.error());
     }
+    PreparedStatement stored(db, "SELECT local_id, seq FROM messages WHERE message_id = ?");
+    PreparedStatement predecessor(db,
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ?1 AND seq = ?2),"
+        " EXISTS (SELECT 1 FROM messages WHERE conversation_id = ?1 AND seq < ?2)");
+    PreparedStatement conversation(
+        db, "INSERT OR IGNORE INTO conversations (id, members) VALUES (?, ?)");
+    for (const PreparedStatement* statement : { &stored, &predecessor, &conversation }) {
+        if (!statement->isValid()) {
+            return storageError(
+                QStringLiteral("could not prepare storing messages"), statement->error());
+        }
+    }
+    // Only for settling an own queued message, which needs the whole stored row.
     QSqlQuery find(db);
-    find.prepare(u"SELECT " + MessageColumns + u" FROM messages WHERE message_id = ?");
+    find.prepare(u"SELECT " + MessageColumns + u" FROM messages WHERE local_id = ?");
     QSqlQuery confirm(db);
     confirm.prepare(QStringLiteral("UPDATE messages SET seq = ?, state = 1, server_time_ms = ?,"
                                    " failure_reason = NULL WHERE local_id = ?"));
-    QSqlQuery predecessor(db);
-    predecessor.prepare(QStringLiteral(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq = ?),"
-        " EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq < ?)"));
-    QSqlQuery conversation(db);
-    conversation.prepare(QStringLiteral(
-        "INSERT OR IGNORE INTO conversations (id, members) VALUES (?, ?)"));
     QSqlQuery membership(db);
     membership.prepare(QStringLiteral(
         "UPDATE conversations SET title = ?, members = ?, left_group = ? WHERE id = ?"));
@@ -670,6 +676,7 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     // Per conversation, the seq of the entry this call stored last: the next entry whose seq
     // follows it has its predecessor, without asking the database.
     QHash<QString, quint64> storedSeq;
+    applied->added.reserve(applied->added.size() + entries.size());
 
     const qint64 now = QDateTime::currentMSecsSinceEpoch();
     for (const IncomingMessage& event : entries) {
@@ -679,10 +686,14 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
         }
         if (!touched.contains(event.conversationId)) {
             // As ensureConversation() does, with the statement prepared once per call.
-            conversation.addBindValue(event.conversationId);
-            conversation.addBindValue(toJson(directConversationMembers(event.conversationId)));
-            if (!conversation.exec()) {
-                return storageError(QStringLiteral("could not record a conversation"), conversation);
+            const QByteArray id = event.conversationId.toUtf8();
+            const QByteArray members
+                = toJson(directConversationMembers(event.conversationId)).toUtf8();
+            conversation.bindText(1, id);
+            conversation.bindText(2, members);
+            if (!conversation.run()) {
+                return storageError(
+                    QStringLiteral("could not record a conversation"), conversation.error());
             }
             touched.insert(event.conversationId);
             applied->touchedConversations.append(event.conversationId);
@@ -727,19 +738,23 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
 
         if (insert.changes() == 0) {
             // The id is stored already: a duplicate, or our own queued message.
-            find.addBindValue(event.messageId);
+            stored.bindBlob(1, event.messageId);
+            if (!stored.runQuery() || !stored.hasRow()) {
+                return storageError(QStringLiteral("could not look up a message"), stored.error());
+            }
+            if (!stored.isNullAt(1)) {
+                ++applied->duplicates;
+                if (static_cast<quint64>(stored.int64At(1)) == event.seq) {
+                    storedSeq.insert(event.conversationId, event.seq);
+                }
+                continue;
+            }
+            find.addBindValue(stored.int64At(0));
             if (!find.exec() || !find.next()) {
                 return storageError(QStringLiteral("could not look up a message"), find);
             }
             StoredMessage existing = readMessage(find);
             find.finish();
-            if (existing.seq.has_value()) {
-                ++applied->duplicates;
-                if (*existing.seq == event.seq) {
-                    storedSeq.insert(event.conversationId, event.seq);
-                }
-                continue;
-            }
             // Our own message, committed by the server while its ack never reached us (or the
             // ack and this event crossed): the event settles it exactly as the ack would have.
             confirm.addBindValue(static_cast<qint64>(event.seq));
@@ -763,16 +778,13 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
         const bool followsStored = previous != storedSeq.cend() && *previous + 1 == event.seq;
         storedSeq.insert(event.conversationId, event.seq);
         if (!followsStored && !applied->gapSuspected.contains(event.conversationId)) {
-            predecessor.addBindValue(event.conversationId);
-            predecessor.addBindValue(static_cast<qint64>(event.seq) - 1);
-            predecessor.addBindValue(event.conversationId);
-            predecessor.addBindValue(static_cast<qint64>(event.seq) - 1);
-            if (!predecessor.exec() || !predecessor.next()) {
-                return storageError(QStringLiteral("could not look for a gap"), predecessor);
+            predecessor.bindText(1, conversationUtf8);
+            predecessor.bindInt64(2, static_cast<qint64>(event.seq) - 1);
+            if (!predecessor.runQuery() || !predecessor.hasRow()) {
+                return storageError(QStringLiteral("could not look for a gap"), predecessor.error());
             }
-            const bool hasPredecessor = predecessor.value(0).toBool();
-            const bool hasOlder = predecessor.value(1).toBool();
-            predecessor.finish();
+            const bool hasPredecessor = predecessor.int64At(0) != 0;
+            const bool hasOlder = predecessor.int64At(1) != 0;
             if (event.seq > 1 && !hasPredecessor && hasOlder) {
                 applied->gapSuspected.append(event.conversationId);
             }

@@ -10,6 +10,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+
 namespace ferry {
 
 namespace {
@@ -246,6 +248,24 @@ bool PreparedStatement::run()
     sqlite3_reset(m_statement);
     sqlite3_clear_bindings(m_statement);
     return ok;
+}
+
+bool PreparedStatement::runQuery()
+{
+    const int result = sqlite3_step(m_statement);
+    m_hasRow = result == SQLITE_ROW;
+    if (m_hasRow) {
+        const int columns = std::min(MaxColumns, sqlite3_column_count(m_statement));
+        for (int column = 0; column < columns; ++column) {
+            m_rowNull[column] = sqlite3_column_type(m_statement, column) == SQLITE_NULL;
+            m_row[column] = sqlite3_column_int64(m_statement, column);
+        }
+    } else if (result != SQLITE_DONE) {
+        fail();
+    }
+    sqlite3_reset(m_statement);
+    sqlite3_clear_bindings(m_statement);
+    return m_hasRow || result == SQLITE_DONE;
 }
 
 int PreparedStatement::changes() const

@@ -5,6 +5,8 @@
 #include <QSqlDatabase>
 #include <QSqlError>
 
+#include <array>
+
 class QSqlQuery;
 struct sqlite3;
 struct sqlite3_stmt;
@@ -72,6 +74,12 @@ public:
     void bindInt64(int index, qint64 value);
     /// Runs the statement to its end and resets it for the next bindings; false on an error.
     bool run();
+    /// Runs a query for its first row, keeps up to four of its columns as integers for
+    /// hasRow() and int64At(), and resets the statement; false on an error.
+    bool runQuery();
+    bool hasRow() const { return m_hasRow; }
+    qint64 int64At(int column) const { return m_row.at(column); }
+    bool isNullAt(int column) const { return m_rowNull.at(column); }
     /// Rows the last run() inserted, changed or deleted.
     int changes() const;
     qint64 lastInsertRowId() const;
@@ -81,9 +89,13 @@ public:
 private:
     void fail();
 
+    static constexpr int MaxColumns = 4;
     sqlite3* m_db = nullptr;
     sqlite3_stmt* m_statement = nullptr;
     QSqlError m_error;
+    bool m_hasRow = false;
+    std::array<qint64, MaxColumns> m_row {};
+    std::array<bool, MaxColumns> m_rowNull {};
 };
 
 } // namespace ferry

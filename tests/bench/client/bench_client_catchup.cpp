@@ -289,7 +289,11 @@ int run(const QString& seedDir, const QString& resultsDir, const QList<int>& bat
         static_cast<long long>(total));
     bool allMet = true;
     for (const int batch : batches) {
+        QDir().mkpath(resultsDir);
         QTemporaryDir work(QDir(resultsDir).filePath(u"catch-up-XXXXXX"_qs));
+        if (!work.isValid()) {
+            return fail(u"could not create a folder in "_qs + resultsDir);
+        }
         const std::optional<CatchUp> result = catchUp(seedDir, work.path(), batch);
         if (!result) {
             return 1;

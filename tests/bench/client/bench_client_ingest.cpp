@@ -218,7 +218,12 @@ std::optional<QJsonObject> measureBatch(const QString& resultsDir, const QList<I
 {
     const int total = static_cast<int>(messages.size());
     // The temporary profiles go beside the results, on the disk whose fsync is being measured.
+    QDir().mkpath(resultsDir);
     QTemporaryDir work(QDir(resultsDir).filePath(QStringLiteral("ingest-XXXXXX")));
+    if (!work.isValid()) {
+        std::fprintf(stderr, "bench: could not create a folder in %s\n", qPrintable(resultsDir));
+        return std::nullopt;
+    }
     Result<std::unique_ptr<ClientStore>> store = ClientStore::open(work.filePath(u"profile"_qs));
     if (!store
         || !store.value()->saveAccount(
