@@ -85,12 +85,12 @@ with open(os.path.join(results, "catch-up.dat"), "w") as f:
 i = load("client-ingest")
 with open(os.path.join(results, "client-ingest.dat"), "w") as f:
     for run in i["figures"]["runs"]:
-        f.write('"ClientStore, batch %d" %f 100000\n' % (run["batch"], run["messages_per_second"]))
-        f.write('"raw SQLite, batch %d" %f 100000\n' % (run["batch"], run["raw_sqlite_messages_per_second"]))
+        f.write('"Ferry/%d" %f 100000\n' % (run["batch"], run["messages_per_second"]))
+        f.write('"SQLite/%d" %f 100000\n' % (run["batch"], run["raw_sqlite_messages_per_second"]))
 s = load("cold-start")
 with open(os.path.join(results, "cold-start.dat"), "w") as f:
     f.write('"conversation list" %f 500\n' % s["figures"]["list_ms_median"])
-    f.write('"newest page, biggest" %f 500\n' % s["figures"]["page_ms_median"])
+    f.write('"newest page of the biggest" %f 500\n' % s["figures"]["page_ms_median"])
 PY
 chart() { # name, title, y label
     gnuplot <<GP
@@ -107,7 +107,7 @@ plot "$results/$1.dat" using 2:xtic(1) title "measured", "" using 0:3 with lines
 GP
 }
 chart catch-up "Catch-up: $catchup_messages messages to commit (s)" "seconds"
-chart client-ingest "Client ingest (messages/s, wall clock)" "messages per second"
+chart client-ingest "Client ingest: ClientStore (Ferry) and raw SQLite, per batch size" "messages per second"
 chart cold-start "Cold start, $coldstart_messages messages (median ms)" "milliseconds"
 rm -f "$results"/*.dat
 echo "results in $results"
