@@ -671,8 +671,8 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     membership.prepare(QStringLiteral(
         "UPDATE conversations SET title = ?, members = ?, left_group = ? WHERE id = ?"));
 
-    QSet<QString> touched(applied->touchedConversations.cbegin(),
-        applied->touchedConversations.cend());
+    QSet<QString> touched(
+        applied->touchedConversations.cbegin(), applied->touchedConversations.cend());
     // Per conversation, the seq of the entry this call stored last: the next entry whose seq
     // follows it has its predecessor, without asking the database.
     QHash<QString, quint64> storedSeq;
@@ -781,7 +781,8 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
             predecessor.bindText(1, conversationUtf8);
             predecessor.bindInt64(2, static_cast<qint64>(event.seq) - 1);
             if (!predecessor.runQuery() || !predecessor.hasRow()) {
-                return storageError(QStringLiteral("could not look for a gap"), predecessor.error());
+                return storageError(
+                    QStringLiteral("could not look for a gap"), predecessor.error());
             }
             const bool hasPredecessor = predecessor.int64At(0) != 0;
             const bool hasOlder = predecessor.int64At(1) != 0;
@@ -976,12 +977,14 @@ Result<ConversationSummary> ClientStore::summarize(
     // Every count walks only the part of the (conversation_id, seq, local_id) index it needs:
     // the newest seq is its last entry, unread messages lie after the read mark, and unsent
     // messages (queued or failed, the only entries without a seq) sit together at its start.
-    query.prepare(QStringLiteral(
-        "SELECT (SELECT MAX(seq) FROM messages WHERE conversation_id = ?),"
-        " (SELECT COUNT(*) FROM messages"
-        "   WHERE conversation_id = ? AND seq > ? AND kind = 0 AND sender != ?),"
-        " (SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND seq IS NULL AND state = 0),"
-        " (SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND seq IS NULL AND state = 3)"));
+    query.prepare(
+        QStringLiteral("SELECT (SELECT MAX(seq) FROM messages WHERE conversation_id = ?),"
+                       " (SELECT COUNT(*) FROM messages"
+                       "   WHERE conversation_id = ? AND seq > ? AND kind = 0 AND sender != ?),"
+                       " (SELECT COUNT(*) FROM messages"
+                       "   WHERE conversation_id = ? AND seq IS NULL AND state = 0),"
+                       " (SELECT COUNT(*) FROM messages"
+                       "   WHERE conversation_id = ? AND seq IS NULL AND state = 3)"));
     query.addBindValue(conversationId);
     query.addBindValue(conversationId);
     query.addBindValue(static_cast<qint64>(summary.readSeq));
@@ -1004,8 +1007,8 @@ Result<ConversationSummary> ClientStore::summarize(
     if (query.exec() && query.next()) {
         summary.last = readMessage(query);
     } else if (summary.lastSeq > 0) {
-        query.prepare(u"SELECT " + MessageColumns
-            + u" FROM messages WHERE conversation_id = ? AND seq = ?");
+        query.prepare(
+            u"SELECT " + MessageColumns + u" FROM messages WHERE conversation_id = ? AND seq = ?");
         query.addBindValue(conversationId);
         query.addBindValue(static_cast<qint64>(summary.lastSeq));
         if (query.exec() && query.next()) {
@@ -1114,7 +1117,8 @@ Result<Done> ClientStore::queueReceipts(const QList<OutgoingReceipt>& receipts)
     }
     WriteTransaction transaction(QSqlDatabase::database(m_connectionName));
     if (!transaction.isOpen()) {
-        return storageError(QStringLiteral("could not start queueing receipts"), transaction.error());
+        return storageError(
+            QStringLiteral("could not start queueing receipts"), transaction.error());
     }
     for (const OutgoingReceipt& receipt : receipts) {
         if (auto queued = queueReceipt(receipt.conversationId, receipt.kind, receipt.upToSeq);

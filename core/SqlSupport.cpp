@@ -201,8 +201,8 @@ PreparedStatement::PreparedStatement(const QSqlDatabase& db, const char* sql)
     // Qt's SQLite driver hands out its connection as a QVariant holding a sqlite3*.
     const QVariant handle = db.driver() ? db.driver()->handle() : QVariant();
     if (!handle.isValid() || qstrcmp(handle.typeName(), "sqlite3*") != 0) {
-        m_error = QSqlError(QStringLiteral("not a SQLite connection"), QString(),
-            QSqlError::ConnectionError);
+        m_error = QSqlError(
+            QStringLiteral("not a SQLite connection"), QString(), QSqlError::ConnectionError);
         return;
     }
     m_db = *static_cast<sqlite3* const*>(handle.constData());

@@ -11,10 +11,10 @@ namespace ferry::bench {
 /// caller's; this only keeps and writes what was measured.
 struct BenchReport {
     QString scenario;
-    QString command;     ///< how the figures were taken, as run
+    QString command; ///< how the figures were taken, as run
     QJsonObject figures; ///< Ferry's own measurements
     QJsonObject baseline; ///< the ceiling measured in the same run, if any
-    QJsonObject ratios;  ///< Ferry's figure as a fraction of the baseline's
+    QJsonObject ratios; ///< Ferry's figure as a fraction of the baseline's
 
     /// Writes the report into `resultsDir`; false (with a message on stderr) if it could not.
     bool write(const QString& resultsDir) const;

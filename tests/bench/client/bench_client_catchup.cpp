@@ -29,10 +29,9 @@
 #include <QTemporaryDir>
 #include <QTimer>
 
+#include <cstdio>
 #include <sys/resource.h>
 #include <unistd.h>
-
-#include <cstdio>
 
 using namespace ferry;
 
@@ -89,9 +88,9 @@ int seed(const QString& seedDir, int total)
         if (!user) {
             return fail(user.error().message);
         }
-        Result<server::DeviceRecord> senderDevice = store.createDevice(user->id,
-            QStringLiteral("bench"), server::Credentials::tokenHash(
-                server::Credentials::newDeviceToken()));
+        Result<server::DeviceRecord> senderDevice
+            = store.createDevice(user->id, QStringLiteral("bench"),
+                server::Credentials::tokenHash(server::Credentials::newDeviceToken()));
         if (!senderDevice) {
             return fail(senderDevice.error().message);
         }
@@ -136,7 +135,8 @@ bool copyTree(const QString& from, const QString& to)
 {
     QDir().mkpath(to);
     const QDir source(from);
-    for (const QFileInfo& entry : source.entryInfoList(QDir::Files | QDir::Dirs | QDir::NoDotAndDotDot)) {
+    for (const QFileInfo& entry :
+        source.entryInfoList(QDir::Files | QDir::Dirs | QDir::NoDotAndDotDot)) {
         const QString target = QDir(to).filePath(entry.fileName());
         if (entry.isDir() ? !copyTree(entry.filePath(), target)
                           : !QFile::copy(entry.filePath(), target)) {
@@ -193,7 +193,7 @@ qint64 storedMessages(const QString& profileDir)
 
 struct CatchUp {
     int syncBatch = 0;
-    double seconds = 0;        ///< engine start to caughtUp
+    double seconds = 0; ///< engine start to caughtUp
     double connectSeconds = 0; ///< engine start to the first sync request (connect + auth)
     double clientCpu = 0;
     double serverCpu = 0;

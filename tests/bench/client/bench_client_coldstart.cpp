@@ -196,8 +196,8 @@ double median(QList<double> values)
     return values.isEmpty() ? 0 : values.at(values.size() / 2);
 }
 
-int measure(const QString& program, const QString& profileDir, const QString& resultsDir,
-    int runs, const QStringList& arguments)
+int measure(const QString& program, const QString& profileDir, const QString& resultsDir, int runs,
+    const QStringList& arguments)
 {
     QFile marker(QDir(profileDir).filePath(u"messages"_qs));
     if (!marker.open(QIODevice::ReadOnly)) {
@@ -211,8 +211,8 @@ int measure(const QString& program, const QString& profileDir, const QString& re
         QProcess child;
         child.setProcessChannelMode(QProcess::ForwardedErrorChannel);
         const qint64 launchedAt = realtimeNs();
-        child.start(program,
-            { QStringLiteral("open"), profileDir, Biggest, QString::number(launchedAt) });
+        child.start(
+            program, { QStringLiteral("open"), profileDir, Biggest, QString::number(launchedAt) });
         if (!child.waitForFinished(120'000) || child.exitCode() != 0) {
             child.kill();
             return fail(QStringLiteral("a start of the app failed"));
@@ -241,8 +241,8 @@ int measure(const QString& program, const QString& profileDir, const QString& re
         static_cast<long long>(total), Conversations, static_cast<long long>((total + 9) / 10),
         runs);
     std::printf("  process start to main():                  median %6.1f ms\n", median(mains));
-    std::printf("  process start to the window's first frame: median %6.1f ms\n",
-        median(firstFrames));
+    std::printf(
+        "  process start to the window's first frame: median %6.1f ms\n", median(firstFrames));
     std::printf("  process start to conversation list shown: median %6.1f ms, worst %6.1f ms\n",
         list, *std::max_element(lists.cbegin(), lists.cend()));
     std::printf("  process start to newest page of biggest:  median %6.1f ms, worst %6.1f ms "

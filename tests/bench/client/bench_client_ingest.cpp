@@ -16,11 +16,10 @@
 #include <QJsonObject>
 #include <QTemporaryDir>
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <sqlite3.h>
 
 using namespace ferry;
 
@@ -78,8 +77,8 @@ double percentile(const QList<double>& sorted, double fraction)
 }
 
 /// Applies `messages` in batches as the sync engine does; offsets start after `offsetBase`.
-std::optional<Timing> ingest(ClientStore& store, const QList<IncomingMessage>& messages,
-    int batch, quint64 offsetBase, int* added, int* duplicates)
+std::optional<Timing> ingest(ClientStore& store, const QList<IncomingMessage>& messages, int batch,
+    quint64 offsetBase, int* added, int* duplicates)
 {
     Timing timing;
     const double cpuStart = cpuSeconds();
@@ -133,8 +132,8 @@ std::optional<Timing> rawSqlite(const QString& schemaFrom, const QString& path,
             " ORDER BY type DESC",
             -1, &read, nullptr);
         while (read && sqlite3_step(read) == SQLITE_ROW) {
-            schema.append(QString::fromUtf8(
-                reinterpret_cast<const char*>(sqlite3_column_text(read, 0))));
+            schema.append(
+                QString::fromUtf8(reinterpret_cast<const char*>(sqlite3_column_text(read, 0))));
         }
         sqlite3_finalize(read);
         sqlite3_close(source);
@@ -214,7 +213,8 @@ std::optional<Timing> rawSqlite(const QString& schemaFrom, const QString& path,
 }
 
 /// The figures of one batch size: ClientStore, duplicates, and the raw SQLite ceiling.
-std::optional<QJsonObject> measureBatch(const QString& resultsDir, const QList<IncomingMessage>& messages, int batch)
+std::optional<QJsonObject> measureBatch(
+    const QString& resultsDir, const QList<IncomingMessage>& messages, int batch)
 {
     const int total = static_cast<int>(messages.size());
     // The temporary profiles go beside the results, on the disk whose fsync is being measured.
@@ -247,12 +247,12 @@ std::optional<QJsonObject> measureBatch(const QString& resultsDir, const QList<I
     const std::optional<Timing> replay = ingest(
         *store.value(), again, batch, static_cast<quint64>(total), &addedAgain, &recognised);
     if (!replay || addedAgain != 0 || recognised != again.size()) {
-        std::fprintf(stderr, "bench: replay stored %d again, recognised %d of %lld\n",
-            addedAgain, recognised, static_cast<long long>(again.size()));
+        std::fprintf(stderr, "bench: replay stored %d again, recognised %d of %lld\n", addedAgain,
+            recognised, static_cast<long long>(again.size()));
         return std::nullopt;
     }
-    const std::optional<Timing> ceiling = rawSqlite(store.value()->databasePath(),
-        work.filePath(u"raw.db"_qs), messages, batch);
+    const std::optional<Timing> ceiling
+        = rawSqlite(store.value()->databasePath(), work.filePath(u"raw.db"_qs), messages, batch);
     if (!ceiling) {
         return std::nullopt;
     }
@@ -264,8 +264,8 @@ std::optional<QJsonObject> measureBatch(const QString& resultsDir, const QList<I
     std::printf("  ClientStore::applyEvents  %9.0f messages/s  (batch commit p50 %.2f ms, "
                 "p99 %.2f ms)\n",
         rate, percentile(fresh->batchMs, 0.5), percentile(fresh->batchMs, 0.99));
-    std::printf("  duplicates recognised     %9.0f messages/s  (%lld already stored)\n",
-        replayRate, static_cast<long long>(again.size()));
+    std::printf("  duplicates recognised     %9.0f messages/s  (%lld already stored)\n", replayRate,
+        static_cast<long long>(again.size()));
     std::printf("  raw SQLite C API ceiling  %9.0f messages/s  (batch commit p50 %.2f ms)\n",
         ceilingRate, percentile(ceiling->batchMs, 0.5));
     std::printf("  ClientStore / ceiling     %9.2f   target > 100000 messages/s: %s\n",
@@ -326,9 +326,9 @@ int main(int argc, char* argv[])
         runs.append(*figures);
     }
     const QJsonObject first = runs.first().toObject();
-    for (const char* key : { "batch", "messages_per_second", "batch_commit_p50_ms",
-             "batch_commit_p99_ms", "duplicates_per_second", "messages_per_cpu_second",
-             "target_met" }) {
+    for (const char* key :
+        { "batch", "messages_per_second", "batch_commit_p50_ms", "batch_commit_p99_ms",
+            "duplicates_per_second", "messages_per_cpu_second", "target_met" }) {
         report.figures[QLatin1String(key)] = first[QLatin1String(key)];
     }
     report.figures[u"runs"] = runs;
