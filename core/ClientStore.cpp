@@ -8,14 +8,18 @@
 #include <QDateTime>
 #include <QDir>
 #include <QFileInfo>
+#include <QHash>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QSet>
 #include <QSqlDatabase>
 #include <QSqlError>
 #include <QSqlQuery>
 #include <QUuid>
 #include <QVariant>
+
+#include <algorithm>
 
 namespace ferry {
 
@@ -634,22 +638,45 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
     const std::optional<AccountInfo> self = account();
     const QString selfName = self ? self->userName : QString();
 
-    QSqlQuery find(db);
-    find.prepare(u"SELECT " + MessageColumns + u" FROM messages WHERE message_id = ?");
-    QSqlQuery insert(db);
-    insert.prepare(QStringLiteral(
+    // A catch-up applies thousands of entries per call, so the work per entry is kept to one
+    // statement in the common case: the insert itself, which the unique message id turns into
+    // the duplicate check. Everything else is looked up once per conversation per call, or only
+    // when the insert found the id already stored.
+    PreparedStatement insert(db,
         "INSERT INTO messages (message_id, conversation_id, sender, body, seq, state,"
-        " server_time_ms, written_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        " server_time_ms, written_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (message_id) DO NOTHING");
+    if (!insert.isValid()) {
+        return storageError(QStringLiteral("could not prepare storing messages"), insert.error());
+    }
+    PreparedStatement stored(db, "SELECT local_id, seq FROM messages WHERE message_id = ?");
+    PreparedStatement predecessor(db,
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ?1 AND seq = ?2),"
+        " EXISTS (SELECT 1 FROM messages WHERE conversation_id = ?1 AND seq < ?2)");
+    PreparedStatement conversation(
+        db, "INSERT OR IGNORE INTO conversations (id, members) VALUES (?, ?)");
+    for (const PreparedStatement* statement : { &stored, &predecessor, &conversation }) {
+        if (!statement->isValid()) {
+            return storageError(
+                QStringLiteral("could not prepare storing messages"), statement->error());
+        }
+    }
+    // Only for settling an own queued message, which needs the whole stored row.
+    QSqlQuery find(db);
+    find.prepare(u"SELECT " + MessageColumns + u" FROM messages WHERE local_id = ?");
     QSqlQuery confirm(db);
     confirm.prepare(QStringLiteral("UPDATE messages SET seq = ?, state = 1, server_time_ms = ?,"
                                    " failure_reason = NULL WHERE local_id = ?"));
-    QSqlQuery predecessor(db);
-    predecessor.prepare(QStringLiteral(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq = ?),"
-        " EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND seq < ?)"));
     QSqlQuery membership(db);
     membership.prepare(QStringLiteral(
         "UPDATE conversations SET title = ?, members = ?, left_group = ? WHERE id = ?"));
+
+    QSet<QString> touched(
+        applied->touchedConversations.cbegin(), applied->touchedConversations.cend());
+    // Per conversation, the seq of the entry this call stored last: the next entry whose seq
+    // follows it has its predecessor, without asking the database.
+    QHash<QString, quint64> storedSeq;
+    applied->added.reserve(applied->added.size() + entries.size());
 
     const qint64 now = QDateTime::currentMSecsSinceEpoch();
     for (const IncomingMessage& event : entries) {
@@ -657,10 +684,18 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
             ++applied->duplicates;
             continue;
         }
-        if (auto known = ensureConversation(event.conversationId); !known) {
-            return known.error();
-        }
-        if (!applied->touchedConversations.contains(event.conversationId)) {
+        if (!touched.contains(event.conversationId)) {
+            // As ensureConversation() does, with the statement prepared once per call.
+            const QByteArray id = event.conversationId.toUtf8();
+            const QByteArray members
+                = toJson(directConversationMembers(event.conversationId)).toUtf8();
+            conversation.bindText(1, id);
+            conversation.bindText(2, members);
+            if (!conversation.run()) {
+                return storageError(
+                    QStringLiteral("could not record a conversation"), conversation.error());
+            }
+            touched.insert(event.conversationId);
             applied->touchedConversations.append(event.conversationId);
         }
         // Only the log's membership changes say who is in the group now; history pages are
@@ -675,17 +710,51 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
             }
         }
 
-        find.addBindValue(event.messageId);
-        if (!find.exec()) {
-            return storageError(QStringLiteral("could not look up a message"), find);
+        StoredMessage message;
+        message.messageId = event.messageId;
+        message.conversationId = event.conversationId;
+        message.sender = event.sender;
+        message.body = event.body;
+        message.seq = event.seq;
+        message.state = event.sender == selfName ? MessageState::Sent : MessageState::Received;
+        message.serverTimeMs = event.serverTimeMs;
+        message.writtenMs = now;
+        message.kind = event.kind;
+        const QByteArray conversationUtf8 = event.conversationId.toUtf8();
+        const QByteArray senderUtf8 = event.sender.toUtf8();
+        insert.bindBlob(1, event.messageId);
+        insert.bindText(2, conversationUtf8);
+        insert.bindText(3, senderUtf8);
+        insert.bindBlob(4, event.body);
+        insert.bindInt64(5, static_cast<qint64>(event.seq));
+        insert.bindInt64(6, static_cast<int>(message.state));
+        insert.bindInt64(7, event.serverTimeMs);
+        insert.bindInt64(8, now);
+        insert.bindInt64(9, static_cast<int>(event.kind));
+        if (!insert.run()) {
+            return storageError(
+                QStringLiteral("could not store a received message"), insert.error());
         }
-        if (find.next()) {
-            StoredMessage existing = readMessage(find);
-            find.finish();
-            if (existing.seq.has_value()) {
+
+        if (insert.changes() == 0) {
+            // The id is stored already: a duplicate, or our own queued message.
+            stored.bindBlob(1, event.messageId);
+            if (!stored.runQuery() || !stored.hasRow()) {
+                return storageError(QStringLiteral("could not look up a message"), stored.error());
+            }
+            if (!stored.isNullAt(1)) {
                 ++applied->duplicates;
+                if (static_cast<quint64>(stored.int64At(1)) == event.seq) {
+                    storedSeq.insert(event.conversationId, event.seq);
+                }
                 continue;
             }
+            find.addBindValue(stored.int64At(0));
+            if (!find.exec() || !find.next()) {
+                return storageError(QStringLiteral("could not look up a message"), find);
+            }
+            StoredMessage existing = readMessage(find);
+            find.finish();
             // Our own message, committed by the server while its ack never reached us (or the
             // ack and this event crossed): the event settles it exactly as the ack would have.
             confirm.addBindValue(static_cast<qint64>(event.seq));
@@ -699,46 +768,24 @@ Result<Done> ClientStore::applyEntries(const QList<IncomingMessage>& entries,
             existing.state = MessageState::Sent;
             existing.failureReason.clear();
             applied->confirmed.append(existing);
+            storedSeq.insert(event.conversationId, event.seq);
             continue;
         }
-        find.finish();
-
-        StoredMessage message;
-        message.messageId = event.messageId;
-        message.conversationId = event.conversationId;
-        message.sender = event.sender;
-        message.body = event.body;
-        message.seq = event.seq;
-        message.state = event.sender == selfName ? MessageState::Sent : MessageState::Received;
-        message.serverTimeMs = event.serverTimeMs;
-        message.writtenMs = now;
-        message.kind = event.kind;
-        insert.addBindValue(message.messageId);
-        insert.addBindValue(message.conversationId);
-        insert.addBindValue(message.sender);
-        insert.addBindValue(message.body);
-        insert.addBindValue(static_cast<qint64>(event.seq));
-        insert.addBindValue(static_cast<int>(message.state));
-        insert.addBindValue(event.serverTimeMs);
-        insert.addBindValue(now);
-        insert.addBindValue(static_cast<int>(event.kind));
-        if (!insert.exec()) {
-            return storageError(QStringLiteral("could not store a received message"), insert);
-        }
-        message.localId = insert.lastInsertId().toLongLong();
+        message.localId = insert.lastInsertRowId();
         applied->added.append(message);
 
-        if (!applied->gapSuspected.contains(event.conversationId)) {
-            predecessor.addBindValue(event.conversationId);
-            predecessor.addBindValue(static_cast<qint64>(event.seq) - 1);
-            predecessor.addBindValue(event.conversationId);
-            predecessor.addBindValue(static_cast<qint64>(event.seq) - 1);
-            if (!predecessor.exec() || !predecessor.next()) {
-                return storageError(QStringLiteral("could not look for a gap"), predecessor);
+        const auto previous = storedSeq.constFind(event.conversationId);
+        const bool followsStored = previous != storedSeq.cend() && *previous + 1 == event.seq;
+        storedSeq.insert(event.conversationId, event.seq);
+        if (!followsStored && !applied->gapSuspected.contains(event.conversationId)) {
+            predecessor.bindText(1, conversationUtf8);
+            predecessor.bindInt64(2, static_cast<qint64>(event.seq) - 1);
+            if (!predecessor.runQuery() || !predecessor.hasRow()) {
+                return storageError(
+                    QStringLiteral("could not look for a gap"), predecessor.error());
             }
-            const bool hasPredecessor = predecessor.value(0).toBool();
-            const bool hasOlder = predecessor.value(1).toBool();
-            predecessor.finish();
+            const bool hasPredecessor = predecessor.int64At(0) != 0;
+            const bool hasOlder = predecessor.int64At(1) != 0;
             if (event.seq > 1 && !hasPredecessor && hasOlder) {
                 applied->gapSuspected.append(event.conversationId);
             }
@@ -862,32 +909,48 @@ Result<QList<ConversationSummary>> ClientStore::conversations() const
 {
     QSqlQuery query(QSqlDatabase::database(m_connectionName));
     query.setForwardOnly(true);
-    if (!query.exec(QStringLiteral(
-            "SELECT c.id FROM conversations c"
-            " LEFT JOIN messages m ON m.conversation_id = c.id"
-            " GROUP BY c.id ORDER BY COALESCE(MAX(m.local_id), 0) DESC, c.id"))) {
+    if (!query.exec(QStringLiteral("SELECT id FROM conversations"))) {
         return storageError(QStringLiteral("could not list conversations"), query);
     }
     QStringList ids;
     while (query.next()) {
         ids.append(query.value(0).toString());
     }
+    const std::optional<AccountInfo> self = account();
+    const QString selfName = self ? self->userName : QString();
     QList<ConversationSummary> summaries;
+    summaries.reserve(ids.size());
     for (const QString& id : std::as_const(ids)) {
-        Result<ConversationSummary> summary = conversation(id);
+        Result<ConversationSummary> summary = summarize(id, selfName);
         if (!summary) {
             return summary.error();
         }
         summaries.append(summary.value());
     }
+    // Most recently active first: the conversation whose newest entry was stored last. Each
+    // summary is a few index lookups, so the list costs the same with a million messages as
+    // with a hundred; nothing here reads a conversation's entries one by one.
+    const auto activity = [](const ConversationSummary& summary) {
+        return summary.last ? summary.last->localId : 0;
+    };
+    std::sort(summaries.begin(), summaries.end(),
+        [&](const ConversationSummary& a, const ConversationSummary& b) {
+            return activity(a) != activity(b) ? activity(a) > activity(b) : a.id < b.id;
+        });
     return summaries;
 }
 
 Result<ConversationSummary> ClientStore::conversation(const QString& conversationId) const
 {
     const std::optional<AccountInfo> self = account();
-    const QString selfName = self ? self->userName : QString();
+    return summarize(conversationId, self ? self->userName : QString());
+}
+
+Result<ConversationSummary> ClientStore::summarize(
+    const QString& conversationId, const QString& selfName) const
+{
     QSqlQuery query(QSqlDatabase::database(m_connectionName));
+    query.setForwardOnly(true);
     query.prepare(QStringLiteral("SELECT title, members, left_group FROM conversations"
                                  " WHERE id = ?"));
     query.addBindValue(conversationId);
@@ -911,13 +974,22 @@ Result<ConversationSummary> ClientStore::conversation(const QString& conversatio
         summary.readSeq = query.value(0).toULongLong();
     }
 
-    query.prepare(QStringLiteral(
-        "SELECT COALESCE(MAX(seq), 0),"
-        " SUM(kind = 0 AND seq > ? AND sender != ?),"
-        " SUM(state = 0), SUM(state = 3)"
-        " FROM messages WHERE conversation_id = ?"));
+    // Every count walks only the part of the (conversation_id, seq, local_id) index it needs:
+    // the newest seq is its last entry, unread messages lie after the read mark, and unsent
+    // messages (queued or failed, the only entries without a seq) sit together at its start.
+    query.prepare(
+        QStringLiteral("SELECT (SELECT MAX(seq) FROM messages WHERE conversation_id = ?),"
+                       " (SELECT COUNT(*) FROM messages"
+                       "   WHERE conversation_id = ? AND seq > ? AND kind = 0 AND sender != ?),"
+                       " (SELECT COUNT(*) FROM messages"
+                       "   WHERE conversation_id = ? AND seq IS NULL AND state = 0),"
+                       " (SELECT COUNT(*) FROM messages"
+                       "   WHERE conversation_id = ? AND seq IS NULL AND state = 3)"));
+    query.addBindValue(conversationId);
+    query.addBindValue(conversationId);
     query.addBindValue(static_cast<qint64>(summary.readSeq));
     query.addBindValue(selfName);
+    query.addBindValue(conversationId);
     query.addBindValue(conversationId);
     if (!query.exec() || !query.next()) {
         return storageError(QStringLiteral("could not count a conversation"), query);
@@ -927,12 +999,21 @@ Result<ConversationSummary> ClientStore::conversation(const QString& conversatio
     summary.queued = query.value(2).toInt();
     summary.failed = query.value(3).toInt();
 
+    // The newest entry: the last one written here and not yet sequenced, else the newest seq.
     query.prepare(u"SELECT " + MessageColumns
-        + u" FROM messages WHERE conversation_id = ?"
-          u" ORDER BY seq IS NULL DESC, local_id DESC LIMIT 1");
+        + u" FROM messages WHERE conversation_id = ? AND seq IS NULL"
+          u" ORDER BY local_id DESC LIMIT 1");
     query.addBindValue(conversationId);
     if (query.exec() && query.next()) {
         summary.last = readMessage(query);
+    } else if (summary.lastSeq > 0) {
+        query.prepare(
+            u"SELECT " + MessageColumns + u" FROM messages WHERE conversation_id = ? AND seq = ?");
+        query.addBindValue(conversationId);
+        query.addBindValue(static_cast<qint64>(summary.lastSeq));
+        if (query.exec() && query.next()) {
+            summary.last = readMessage(query);
+        }
     }
     return summary;
 }
@@ -1025,6 +1106,28 @@ Result<Done> ClientStore::queueReceipt(
     query.addBindValue(static_cast<qint64>(upToSeq));
     if (!query.exec()) {
         return storageError(QStringLiteral("could not queue a receipt"), query);
+    }
+    return Done {};
+}
+
+Result<Done> ClientStore::queueReceipts(const QList<OutgoingReceipt>& receipts)
+{
+    if (receipts.isEmpty()) {
+        return Done {};
+    }
+    WriteTransaction transaction(QSqlDatabase::database(m_connectionName));
+    if (!transaction.isOpen()) {
+        return storageError(
+            QStringLiteral("could not start queueing receipts"), transaction.error());
+    }
+    for (const OutgoingReceipt& receipt : receipts) {
+        if (auto queued = queueReceipt(receipt.conversationId, receipt.kind, receipt.upToSeq);
+            !queued) {
+            return queued.error();
+        }
+    }
+    if (!transaction.commit()) {
+        return storageError(QStringLiteral("could not commit owed receipts"), transaction.error());
     }
     return Done {};
 }

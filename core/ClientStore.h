@@ -222,6 +222,8 @@ public:
     Result<quint64> markRead(const QString& conversationId, quint64 upToSeq = 0);
     /// Owes the server a receipt; only the highest per conversation and kind is kept.
     Result<Done> queueReceipt(const QString& conversationId, ReceiptKind kind, quint64 upToSeq);
+    /// Owes several receipts at once, in one transaction (one commit for a whole event batch).
+    Result<Done> queueReceipts(const QList<OutgoingReceipt>& receipts);
     Result<QList<OutgoingReceipt>> outgoingReceipts() const;
     /// Forgets an owed receipt once the server accepted it (unless a higher one is owed now).
     Result<Done> receiptSent(const OutgoingReceipt& receipt);
@@ -238,6 +240,9 @@ private:
     Result<Done> ensureConversation(const QString& conversationId);
     Result<Done> applyEntries(const QList<IncomingMessage>& entries, quint64 storedOffset,
         bool fromLog, AppliedEvents* applied);
+    /// One conversation's summary for the list, as seen by `selfName`.
+    Result<ConversationSummary> summarize(
+        const QString& conversationId, const QString& selfName) const;
     void deriveOwnStates(const QString& conversationId, QList<StoredMessage>* entries) const;
 
     QString m_connectionName;

@@ -4,8 +4,13 @@
 
 #include <QFile>
 #include <QFileInfo>
+#include <QSqlDriver>
 #include <QSqlQuery>
 #include <QVariant>
+
+#include <sqlite3.h>
+
+#include <algorithm>
 
 namespace ferry {
 
@@ -189,6 +194,96 @@ bool WriteTransaction::commit()
     }
     m_open = false;
     return true;
+}
+
+PreparedStatement::PreparedStatement(const QSqlDatabase& db, const char* sql)
+{
+    // Qt's SQLite driver hands out its connection as a QVariant holding a sqlite3*.
+    const QVariant handle = db.driver() ? db.driver()->handle() : QVariant();
+    if (!handle.isValid() || qstrcmp(handle.typeName(), "sqlite3*") != 0) {
+        m_error = QSqlError(
+            QStringLiteral("not a SQLite connection"), QString(), QSqlError::ConnectionError);
+        return;
+    }
+    m_db = *static_cast<sqlite3* const*>(handle.constData());
+    if (!m_db || sqlite3_prepare_v2(m_db, sql, -1, &m_statement, nullptr) != SQLITE_OK) {
+        fail();
+        m_statement = nullptr;
+    }
+}
+
+PreparedStatement::~PreparedStatement()
+{
+    sqlite3_finalize(m_statement);
+}
+
+void PreparedStatement::bindBlob(int index, const QByteArray& bytes)
+{
+    // An empty blob is still a blob: a null pointer would bind NULL.
+    sqlite3_bind_blob(m_statement, index, bytes.isNull() ? "" : bytes.constData(),
+        static_cast<int>(bytes.size()), SQLITE_STATIC);
+}
+
+void PreparedStatement::bindText(int index, const QByteArray& utf8)
+{
+    sqlite3_bind_text(m_statement, index, utf8.isNull() ? "" : utf8.constData(),
+        static_cast<int>(utf8.size()), SQLITE_STATIC);
+}
+
+void PreparedStatement::bindInt64(int index, qint64 value)
+{
+    sqlite3_bind_int64(m_statement, index, value);
+}
+
+bool PreparedStatement::run()
+{
+    int result = SQLITE_ROW;
+    while (result == SQLITE_ROW) {
+        result = sqlite3_step(m_statement);
+    }
+    const bool ok = result == SQLITE_DONE;
+    if (!ok) {
+        fail();
+    }
+    sqlite3_reset(m_statement);
+    sqlite3_clear_bindings(m_statement);
+    return ok;
+}
+
+bool PreparedStatement::runQuery()
+{
+    const int result = sqlite3_step(m_statement);
+    m_hasRow = result == SQLITE_ROW;
+    if (m_hasRow) {
+        const int columns = std::min(MaxColumns, sqlite3_column_count(m_statement));
+        for (int column = 0; column < columns; ++column) {
+            m_rowNull[column] = sqlite3_column_type(m_statement, column) == SQLITE_NULL;
+            m_row[column] = sqlite3_column_int64(m_statement, column);
+        }
+    } else if (result != SQLITE_DONE) {
+        fail();
+    }
+    sqlite3_reset(m_statement);
+    sqlite3_clear_bindings(m_statement);
+    return m_hasRow || result == SQLITE_DONE;
+}
+
+int PreparedStatement::changes() const
+{
+    return m_db ? sqlite3_changes(m_db) : 0;
+}
+
+qint64 PreparedStatement::lastInsertRowId() const
+{
+    return m_db ? sqlite3_last_insert_rowid(m_db) : 0;
+}
+
+void PreparedStatement::fail()
+{
+    const int code = m_db ? sqlite3_extended_errcode(m_db) : SQLITE_ERROR;
+    m_error = QSqlError(QStringLiteral("SQLite error"),
+        m_db ? QString::fromUtf8(sqlite3_errmsg(m_db)) : QString(), QSqlError::StatementError,
+        QString::number(code));
 }
 
 } // namespace ferry

@@ -5,7 +5,11 @@
 #include <QSqlDatabase>
 #include <QSqlError>
 
+#include <array>
+
 class QSqlQuery;
+struct sqlite3;
+struct sqlite3_stmt;
 
 namespace ferry {
 
@@ -50,6 +54,48 @@ private:
     QSqlDatabase m_db;
     QSqlError m_error;
     bool m_open = false;
+};
+
+/// A statement prepared on a QSqlDatabase's own SQLite connection through SQLite's C API, for
+/// the few loops that run once per received message: Qt's binding converts every value through
+/// QVariant and every string to UTF-16, which costs more than SQLite's insert itself. It runs in
+/// whatever transaction the connection is in. Bound blobs and text are not copied: they must
+/// stay alive until step() returns.
+class PreparedStatement {
+public:
+    PreparedStatement(const QSqlDatabase& db, const char* sql);
+    ~PreparedStatement();
+    PreparedStatement(const PreparedStatement&) = delete;
+    PreparedStatement& operator=(const PreparedStatement&) = delete;
+
+    bool isValid() const { return m_statement != nullptr; }
+    void bindBlob(int index, const QByteArray& bytes);
+    void bindText(int index, const QByteArray& utf8);
+    void bindInt64(int index, qint64 value);
+    /// Runs the statement to its end and resets it for the next bindings; false on an error.
+    bool run();
+    /// Runs a query for its first row, keeps up to four of its columns as integers for
+    /// hasRow() and int64At(), and resets the statement; false on an error.
+    bool runQuery();
+    bool hasRow() const { return m_hasRow; }
+    qint64 int64At(int column) const { return m_row.at(column); }
+    bool isNullAt(int column) const { return m_rowNull.at(column); }
+    /// Rows the last run() inserted, changed or deleted.
+    int changes() const;
+    qint64 lastInsertRowId() const;
+    /// What SQLite said about the last failure, with its code, for storageError().
+    QSqlError error() const { return m_error; }
+
+private:
+    void fail();
+
+    static constexpr int MaxColumns = 4;
+    sqlite3* m_db = nullptr;
+    sqlite3_stmt* m_statement = nullptr;
+    QSqlError m_error;
+    bool m_hasRow = false;
+    std::array<qint64, MaxColumns> m_row {};
+    std::array<bool, MaxColumns> m_rowNull {};
 };
 
 } // namespace ferry

@@ -143,13 +143,18 @@ void SyncEngine::acknowledgeDelivery(const QList<StoredMessage>& added)
                 = std::max(highest.value(message.conversationId), *message.seq);
         }
     }
+    // One commit for the whole batch: a commit per conversation cost a disk flush each.
+    QList<OutgoingReceipt> owed;
     for (auto it = highest.constBegin(); it != highest.constEnd(); ++it) {
-        if (auto queued = m_store->queueReceipt(it.key(), ReceiptKind::Delivered, it.value());
-            !queued) {
-            Q_EMIT storageFailed(queued.error().message);
-        }
+        owed.append(OutgoingReceipt { it.key(), ReceiptKind::Delivered, it.value() });
     }
-    if (!highest.isEmpty()) {
+    if (auto queued = m_store->queueReceipts(owed); !queued) {
+        Q_EMIT storageFailed(queued.error().message);
+    }
+    // While catching up, each batch would send (and the server store and log) a receipt per
+    // conversation, only for the next batch to raise it; the owed receipts, kept in the store,
+    // go once the engine is live.
+    if (!highest.isEmpty() && m_state == State::Live) {
         sendOwedReceipts();
     }
 }

@@ -487,6 +487,14 @@ void SyncEngine::handleEventBatch(quint64 requestId, const v1::EventBatch& batch
         return;
     }
 
+    // The next page is asked for before this one is committed, so that the server reads and
+    // sends it while this device writes. The stored offset still moves only with a commit: a
+    // commit that fails closes the link, and the next connection starts again from the store.
+    const bool moreToFetch = requestId != 0 && !batch.caught_up();
+    if (moreToFetch) {
+        requestEvents(std::max(m_offset, static_cast<quint64>(batch.last_offset())));
+    }
+
     const IncomingEvents incoming = incomingEvents(batch);
     Result<AppliedEvents> applied = m_store->applyEvents(
         incoming.entries, batch.last_offset(), incoming.receipts);
@@ -515,15 +523,12 @@ void SyncEngine::handleEventBatch(quint64 requestId, const v1::EventBatch& batch
         fillGaps(applied->gapSuspected);
     }
 
-    if (requestId != 0) {
-        if (batch.caught_up()) {
-            m_syncRequestId = 0;
-            setState(State::Live);
-            m_healthyTimer.start();
-            Q_EMIT caughtUp();
-        } else {
-            requestEvents(m_offset);
-        }
+    if (requestId != 0 && !moreToFetch) {
+        m_syncRequestId = 0;
+        setState(State::Live);
+        m_healthyTimer.start();
+        sendOwedReceipts();
+        Q_EMIT caughtUp();
     }
     sendPendingMessages();
     checkIdle();

@@ -68,8 +68,10 @@ public:
         std::chrono::milliseconds healthyAfter { 10'000 };
         /// Most messages sent and not yet acknowledged at one time.
         int sendWindow = 64;
-        /// Events asked for per sync request.
-        quint32 syncBatch = 500;
+        /// Events asked for per sync request; 0 leaves it to the server, which sends up to its
+        /// --sync-batch (and about 1 MiB) per batch. Fewer events per batch cost a round trip
+        /// and a commit each while catching up.
+        quint32 syncBatch = 0;
         /// Try at once when the system reports the network is back (where Qt can tell).
         bool watchNetwork = true;
         /// Tell senders when their messages reached this device ("delivered").
