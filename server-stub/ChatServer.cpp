@@ -18,6 +18,9 @@ namespace ferry::server {
 
 namespace {
     constexpr std::chrono::milliseconds ShutdownGrace { 2000 };
+    /// The most messages in one group commit. Enough to make the fsync's share of each message
+    /// small; few enough that the first sender of a full batch is not kept waiting long.
+    constexpr qsizetype MaxSendsPerCommit = 512;
 }
 
 ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
@@ -42,6 +45,7 @@ ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
 
 ChatServer::~ChatServer()
 {
+    commitPendingSends();
     // Connections unregister themselves as they go, which must happen while the registries
     // still exist.
     const QSet<ClientConnection*> connections = m_connections;
@@ -132,6 +136,8 @@ void ChatServer::stop()
         return;
     }
     m_stopping = true;
+    // Messages that arrived are stored and acknowledged before the connections close.
+    commitPendingSends();
     qCInfo(lcServer) << "Stopping: no new connections, closing" << m_connections.size()
                      << "open ones";
     m_webSocketServer->close();
@@ -210,6 +216,56 @@ void ChatServer::connectionGone(ClientConnection* connection)
     if (m_stopping && m_connections.isEmpty()) {
         Q_EMIT stopped();
     }
+}
+
+void ChatServer::queueSend(ClientConnection* connection, quint64 requestId, NewMessage message)
+{
+    PendingSend pending;
+    pending.connection = connection;
+    pending.requestId = requestId;
+    pending.sinceArrival.start();
+    m_pendingSends.append(std::move(pending));
+    m_pendingMessages.append(std::move(message));
+
+    if (m_pendingSends.size() >= MaxSendsPerCommit) {
+        commitPendingSends();
+    } else if (!m_commitScheduled) {
+        // A posted call runs when the event loop starts its next pass, after every socket that
+        // was ready in this one has been read: the batch holds all that arrived meanwhile.
+        m_commitScheduled = true;
+        QMetaObject::invokeMethod(this, &ChatServer::commitPendingSends, Qt::QueuedConnection);
+    }
+}
+
+void ChatServer::commitPendingSends()
+{
+    m_commitScheduled = false;
+    if (m_pendingSends.isEmpty()) {
+        return;
+    }
+    // Taken out first: answering a sender may close a connection, or bring a new request in.
+    const QList<PendingSend> sends = std::exchange(m_pendingSends, {});
+    const QList<NewMessage> messages = std::exchange(m_pendingMessages, {});
+    const QList<Result<StoredMessageAck>> results = m_store->appendMessages(messages);
+    ++m_metrics.sendCommits;
+
+    QList<qint64> notified;
+    for (qsizetype i = 0; i < sends.size(); ++i) {
+        const Result<StoredMessageAck>& result = results[i];
+        if (result && !result->alreadyStored) {
+            for (const qint64 userId : result->notifiedUserIds) {
+                if (!notified.contains(userId)) {
+                    notified.append(userId);
+                }
+            }
+        }
+        if (ClientConnection* connection = sends[i].connection) {
+            connection->finishSend(sends[i].requestId, messages[i], result);
+        }
+        const double secondsToAck = static_cast<double>(sends[i].sinceArrival.nsecsElapsed()) / 1e9;
+        m_metrics.sendToAck.observe(secondsToAck);
+    }
+    notifyEventsAppended(notified);
 }
 
 void ChatServer::notifyEventsAppended(const QList<qint64>& userIds)

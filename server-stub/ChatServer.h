@@ -3,11 +3,14 @@
 #include "core/Result.h"
 #include "server-stub/ServerConfig.h"
 #include "server-stub/ServerMetrics.h"
+#include "server-stub/ServerStore.h"
 #include "server-stub/SessionTokens.h"
 
+#include <QElapsedTimer>
 #include <QHash>
 #include <QMultiHash>
 #include <QObject>
+#include <QPointer>
 #include <QSet>
 #include <QTimer>
 #include <QUrl>
@@ -24,7 +27,6 @@ class Envelope;
 namespace ferry::server {
 
 class ClientConnection;
-class ServerStore;
 
 /// The reference server: accepts WebSocket connections and owns one ClientConnection per socket;
 /// knows which devices are connected, to push new events to them, relay typing and presence,
@@ -61,6 +63,15 @@ public:
     void connectionWentLive(ClientConnection* connection);
     void connectionStoppedLive(ClientConnection* connection);
     void connectionGone(ClientConnection* connection);
+
+    /// Queues a message for the next group commit: every message that arrives in one pass of
+    /// the event loop, from every connection, is stored in one transaction, and each sender gets
+    /// its SendAck only once that transaction has committed.
+    void queueSend(ClientConnection* connection, quint64 requestId, NewMessage message);
+    /// Stores the queued messages and answers their senders. Runs at the start of the next pass
+    /// of the event loop, and earlier when the queue is full or a sender's later request must
+    /// see its messages stored first.
+    void commitPendingSends();
 
     /// Called after a commit that appended to these users' event logs.
     void notifyEventsAppended(const QList<qint64>& userIds);
@@ -102,6 +113,15 @@ private:
     QMultiHash<qint64, ClientConnection*> m_liveByUser;
     QSet<quint64> m_removedDevices;
     bool m_stopping = false;
+
+    struct PendingSend {
+        QPointer<ClientConnection> connection;
+        quint64 requestId = 0;
+        QElapsedTimer sinceArrival;
+    };
+    QList<PendingSend> m_pendingSends;
+    QList<NewMessage> m_pendingMessages; ///< in the order of m_pendingSends
+    bool m_commitScheduled = false;
 };
 
 } // namespace ferry::server

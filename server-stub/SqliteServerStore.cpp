@@ -381,11 +381,53 @@ Result<QList<quint64>> SqliteServerStore::removedDeviceIds()
 
 Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& message)
 {
+    return appendMessages({ message }).first();
+}
+
+QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<NewMessage>& messages)
+{
+    QList<Result<StoredMessageAck>> results;
+    results.reserve(messages.size());
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
-        return storageError(
-            QStringLiteral("could not start storing a message"), transaction.error());
+        const Error failed = storageError(
+            QStringLiteral("could not start storing messages"), transaction.error());
+        for (qsizetype i = 0; i < messages.size(); ++i) {
+            results.append(failed);
+        }
+        return results;
     }
+
+    // Each message in a savepoint of its own: a refused one is undone alone. The fsync of the
+    // commit is what limits the rate of messages, and here it is paid once for the batch.
+    QSqlQuery savepoint(database());
+    for (const NewMessage& message : messages) {
+        if (!savepoint.exec(QStringLiteral("SAVEPOINT message"))) {
+            results.append(storageError(QStringLiteral("could not start a message"), savepoint));
+            continue;
+        }
+        Result<StoredMessageAck> stored = storeMessage(message);
+        if (!stored) {
+            savepoint.exec(QStringLiteral("ROLLBACK TO message"));
+        }
+        savepoint.exec(QStringLiteral("RELEASE message"));
+        results.append(std::move(stored));
+    }
+
+    if (!transaction.commit()) {
+        const Error failed
+            = storageError(QStringLiteral("could not commit messages"), transaction.error());
+        for (Result<StoredMessageAck>& result : results) {
+            if (result) {
+                result = failed;
+            }
+        }
+    }
+    return results;
+}
+
+Result<StoredMessageAck> SqliteServerStore::storeMessage(const NewMessage& message)
+{
     QSqlQuery query(database());
 
     // A resend of a stored message is answered from what was stored the first time.
@@ -479,9 +521,6 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
         return appended.error();
     }
 
-    if (!transaction.commit()) {
-        return storageError(QStringLiteral("could not commit a message"), transaction.error());
-    }
     StoredMessageAck ack;
     ack.seq = seq;
     ack.serverTimeMs = now;

@@ -35,6 +35,7 @@ public:
     Result<QList<quint64>> removedDeviceIds() override;
 
     Result<StoredMessageAck> appendMessage(const NewMessage& message) override;
+    QList<Result<StoredMessageAck>> appendMessages(const QList<NewMessage>& messages) override;
     Result<EventPage> eventsAfter(qint64 userId, quint64 afterOffset, int limit) override;
     Result<quint64> lastOffset(qint64 userId) override;
 
@@ -57,6 +58,8 @@ private:
     SqliteServerStore(QString connectionName, QString path);
     QSqlDatabase database() const;
 
+    /// Stores one message inside the caller's transaction.
+    Result<StoredMessageAck> storeMessage(const NewMessage& message);
     /// Reads a conversation and its members inside the caller's transaction.
     Result<ConversationRecord> readConversation(const QString& conversationId);
     QString userName(qint64 userId);
