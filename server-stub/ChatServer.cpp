@@ -8,6 +8,8 @@
 #include <QDateTime>
 #include <QHttpServer>
 #include <QHttpServerResponse>
+#include <QTcpServer>
+#include <QTcpSocket>
 #include <QThreadPool>
 #include <QWebSocket>
 #include <QWebSocketServer>
@@ -21,6 +23,8 @@ namespace {
     /// The most messages in one group commit. Enough to make the fsync's share of each message
     /// small; few enough that the first sender of a full batch is not kept waiting long.
     constexpr qsizetype MaxSendsPerCommit = 512;
+    /// Connections the kernel queues before they are accepted; it caps this at somaxconn.
+    constexpr int ListenBacklog = 4096;
 }
 
 ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
@@ -34,6 +38,12 @@ ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
 {
     connect(m_webSocketServer, &QWebSocketServer::newConnection, this,
         &ChatServer::handleNewConnection);
+    // Listening is done here rather than by QWebSocketServer, for the backlog: with Qt's 50,
+    // a crowd reconnecting at once (after a restart) overflows the kernel's queue, and each
+    // dropped SYN costs its client a retransmission timeout of a second and more.
+    m_tcpServer = new QTcpServer(this);
+    m_tcpServer->setListenBacklogSize(ListenBacklog);
+    connect(m_tcpServer, &QTcpServer::newConnection, this, &ChatServer::handleNewTcpConnection);
 
     // One timer checks every connection's deadlines; a timer per connection would cost a
     // QObject and a timer registration for each of tens of thousands of sockets.
@@ -60,10 +70,10 @@ Result<Done> ChatServer::start()
     }
     m_removedDevices = QSet<quint64>(removed->begin(), removed->end());
 
-    if (!m_webSocketServer->listen(m_config.address, m_config.port)) {
+    if (!m_tcpServer->listen(m_config.address, m_config.port)) {
         return Error { QStringLiteral("listen"),
             u"could not listen on " + m_config.address.toString() + u':'
-                + QString::number(m_config.port) + u": " + m_webSocketServer->errorString() };
+                + QString::number(m_config.port) + u": " + m_tcpServer->errorString() };
     }
     if (m_config.httpEnabled) {
         if (auto http = startHttp(); !http) {
@@ -82,7 +92,7 @@ Result<Done> ChatServer::startHttp()
     m_httpServer->route(QStringLiteral("/healthz"), [this] {
         // Healthy means: accepting connections and able to read the database.
         const bool healthy
-            = m_webSocketServer->isListening() && !m_stopping && m_store->ping().ok();
+            = m_tcpServer->isListening() && !m_stopping && m_store->ping().ok();
         return QHttpServerResponse(QByteArrayLiteral("text/plain"),
             healthy ? QByteArrayLiteral("ok\n") : QByteArrayLiteral("unavailable\n"),
             healthy ? QHttpServerResponse::StatusCode::Ok
@@ -113,8 +123,8 @@ QUrl ChatServer::url() const
 {
     QUrl url;
     url.setScheme(QStringLiteral("ws"));
-    url.setHost(m_webSocketServer->serverAddress().toString());
-    url.setPort(m_webSocketServer->serverPort());
+    url.setHost(m_tcpServer->serverAddress().toString());
+    url.setPort(m_tcpServer->serverPort());
     return url;
 }
 
@@ -140,7 +150,7 @@ void ChatServer::stop()
     commitPendingSends();
     qCInfo(lcServer) << "Stopping: no new connections, closing" << m_connections.size()
                      << "open ones";
-    m_webSocketServer->close();
+    m_tcpServer->close();
     m_sweepTimer.stop();
     const QSet<ClientConnection*> connections = m_connections;
     for (ClientConnection* connection : connections) {
@@ -157,6 +167,14 @@ void ChatServer::stop()
         QMetaObject::invokeMethod(this, &ChatServer::stopped, Qt::QueuedConnection);
     } else {
         QTimer::singleShot(ShutdownGrace, this, &ChatServer::stopped);
+    }
+}
+
+void ChatServer::handleNewTcpConnection()
+{
+    while (QTcpSocket* socket = m_tcpServer->nextPendingConnection()) {
+        // The WebSocket server takes the socket over (and its ownership) for the handshake.
+        m_webSocketServer->handleConnection(socket);
     }
 }
 

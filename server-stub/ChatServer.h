@@ -18,6 +18,7 @@
 #include <memory>
 
 class QHttpServer;
+class QTcpServer;
 class QWebSocketServer;
 
 namespace ferry::v1 {
@@ -93,6 +94,7 @@ Q_SIGNALS:
     void stopped();
 
 private:
+    void handleNewTcpConnection();
     void handleNewConnection();
     void sweepConnections();
     void broadcastPresence(qint64 userId, const QString& userName, bool online, qint64 lastSeenMs);
@@ -103,6 +105,8 @@ private:
     SessionTokens m_tokens;
     ServerMetrics m_metrics;
 
+    /// Accepts TCP connections with a deep backlog; m_webSocketServer only does the handshakes.
+    QTcpServer* m_tcpServer = nullptr;
     QWebSocketServer* m_webSocketServer = nullptr;
     std::unique_ptr<QHttpServer> m_httpServer;
     quint16 m_httpPort = 0;

@@ -2,12 +2,16 @@
 // user (or takes a session token), opens `connections` WebSockets, authenticates each with the
 // session token, reads the server's VmRSS from /proc before and after, prints the
 // difference per connection, then holds the connections `holdSeconds` (answering pings) and
-// exits. Each process may hold at most 20,000 descriptors: run several for more (the first
+// exits. With `rtt` round trips asked for, the last connection then makes that many requests one
+// after the other (RefreshSession: no disk, a signature) and the percentiles of their round
+// trips are printed: the cost of one active user while the others idle. Each process may hold
+// at most 20,000 descriptors: run several for more (the first
 // prints the session token the others can be given). All connect from 127.0.0.1, which holds
 // about 28,000 ephemeral ports: enough for what one server process can hold.
 //
-//   idle_probe ws://127.0.0.1:PORT SERVER_PID CONNECTIONS [hold seconds 0] [token hex]
+//   idle_probe ws://127.0.0.1:PORT SERVER_PID CONNECTIONS [hold seconds 0] [rtt 0] [token hex]
 
+#include "core/EpollEventDispatcher.h"
 #include "core/FrameCodec.h"
 
 #include <QCoreApplication>
@@ -16,6 +20,7 @@
 #include <QTimer>
 #include <QWebSocket>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <vector>
@@ -44,18 +49,24 @@ qint64 residentKiB(qint64 pid)
 
 int main(int argc, char* argv[])
 {
+    // The probe's own event loop must not be what grows with the number of connections.
+    QCoreApplication::setEventDispatcher(new EpollEventDispatcher);
     QCoreApplication app(argc, argv);
     const QStringList args = app.arguments();
     if (args.size() < 4) {
-        std::fprintf(stderr, "usage: idle_probe URL SERVER_PID CONNECTIONS [hold s] [token hex]\n");
+        std::fprintf(
+            stderr, "usage: idle_probe URL SERVER_PID CONNECTIONS [hold s] [rtt n] [token hex]\n");
         return 2;
     }
     const QUrl url(args[1]);
     const qint64 serverPid = args[2].toLongLong();
     const int wanted = args[3].toInt();
     const int holdSeconds = args.size() > 4 ? args[4].toInt() : 0;
+    const int roundTrips = args.size() > 5 ? args[5].toInt() : 0;
     QByteArray sessionToken
-        = args.size() > 5 ? QByteArray::fromHex(args[5].toLatin1()) : QByteArray();
+        = args.size() > 6 ? QByteArray::fromHex(args[6].toLatin1()) : QByteArray();
+    std::vector<qint64> roundTripNs;
+    QElapsedTimer roundTripClock;
 
     std::vector<std::unique_ptr<QWebSocket>> sockets;
     int authenticated = 0;
@@ -70,6 +81,34 @@ int main(int argc, char* argv[])
             authenticated, double(clock.elapsed()) / 1000.0,
             failed, static_cast<long long>(rssBeforeKiB), static_cast<long long>(rssAfterKiB),
             double(rssAfterKiB - rssBeforeKiB) / std::max(authenticated, 1));
+        std::fflush(stdout);
+        if (roundTrips > 0 && !sockets.empty()) {
+            roundTripClock.start();
+            v1::Envelope request;
+            request.set_request_id(3);
+            request.mutable_refresh_session();
+            sockets.back()->sendBinaryMessage(encodeFrame(request));
+        } else {
+            QTimer::singleShot(holdSeconds * 1000, &app, &QCoreApplication::quit);
+        }
+    };
+    auto roundTripDone = [&](QWebSocket* socket) {
+        roundTripNs.push_back(roundTripClock.nsecsElapsed());
+        if (int(roundTripNs.size()) < roundTrips) {
+            roundTripClock.start();
+            v1::Envelope request;
+            request.set_request_id(3);
+            request.mutable_refresh_session();
+            socket->sendBinaryMessage(encodeFrame(request));
+            return;
+        }
+        std::sort(roundTripNs.begin(), roundTripNs.end());
+        auto at = [&](double q) {
+            return double(roundTripNs[size_t(q * double(roundTripNs.size() - 1))]) / 1000.0;
+        };
+        std::printf("round trip with %d idle connections: p50 %.0f us, p90 %.0f us, p99 %.0f us"
+                    " (%d requests)\n",
+            authenticated - 1, at(0.5), at(0.9), at(0.99), roundTrips);
         std::fflush(stdout);
         QTimer::singleShot(holdSeconds * 1000, &app, &QCoreApplication::quit);
     };
@@ -98,6 +137,8 @@ int main(int argc, char* argv[])
                         request.mutable_authenticate()->set_session_token(
                             sessionToken.toStdString());
                         raw->sendBinaryMessage(encodeFrame(request));
+                    } else if (envelope.has_session_token()) {
+                        roundTripDone(raw);
                     } else if (envelope.has_authenticated() || envelope.has_error()) {
                         (envelope.has_error() ? failed : authenticated) += 1;
                         if (authenticated + failed == wanted) {
