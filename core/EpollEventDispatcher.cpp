@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstring>
 #include <limits>
-
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -260,8 +259,8 @@ void EpollEventDispatcher::updateInterest(int fd)
     }
     // The descriptor may have been closed and reused since it was added, or dropped by the
     // kernel on close; whichever of add or modify is wrong is corrected by the other.
-    int result = epoll_ctl(
-        m_epollFd, watch.registeredEvents ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event);
+    int result
+        = epoll_ctl(m_epollFd, watch.registeredEvents ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event);
     if (result != 0 && errno == ENOENT) {
         result = epoll_ctl(m_epollFd, EPOLL_CTL_ADD, fd, &event);
     } else if (result != 0 && errno == EEXIST) {
@@ -436,9 +435,8 @@ int EpollEventDispatcher::activateTimers()
         // The next deadline follows the previous one, so a repeating timer keeps its rhythm;
         // one that fell behind by a whole interval skips what it missed instead of catching up.
         m_timerQueue.erase({ timer.deadlineNs, id });
-        const qint64 from = timer.deadlineNs + timer.intervalMs * NsPerMs > now
-            ? timer.deadlineNs
-            : now;
+        const qint64 from
+            = timer.deadlineNs + timer.intervalMs * NsPerMs > now ? timer.deadlineNs : now;
         scheduleTimer(id, timer, from);
         timer.inHandler = true;
         QObject* object = timer.object;

@@ -68,8 +68,8 @@ private:
     struct Watch {
         std::array<QSocketNotifier*, 3> notifiers {};
         quint32 registeredEvents = 0; ///< the epoll event mask the kernel holds, 0: not added
-        quint8 pendingTypes = 0;      ///< bit per type: an activation is queued in m_pending
-        bool alwaysReady = false;     ///< a regular file, which epoll refuses and poll() reports ready
+        quint8 pendingTypes = 0; ///< bit per type: an activation is queued in m_pending
+        bool alwaysReady = false; ///< a regular file, which epoll refuses and poll() reports ready
     };
 
     void updateInterest(int fd);

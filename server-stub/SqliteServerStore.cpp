@@ -390,8 +390,8 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
     results.reserve(messages.size());
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
-        const Error failed = storageError(
-            QStringLiteral("could not start storing messages"), transaction.error());
+        const Error failed
+            = storageError(QStringLiteral("could not start storing messages"), transaction.error());
         for (qsizetype i = 0; i < messages.size(); ++i) {
             results.append(failed);
         }

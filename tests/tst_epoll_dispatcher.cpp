@@ -18,10 +18,12 @@
 #include <QThread>
 #include <QTimer>
 
+#include <algorithm>
+#include <atomic>
+#include <functional>
 #include <memory>
-#include <thread>
-
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace ferry;
@@ -162,7 +164,8 @@ void TestEpollDispatcher::aZeroTimerFiresOncePerPassAndStarvesNothing()
     bool laterTimerFired = false;
     bool queuedCallRan = false;
     QTimer::singleShot(30, this, [&] { laterTimerFired = true; });
-    QMetaObject::invokeMethod(this, [&] { queuedCallRan = true; }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        this, [&] { queuedCallRan = true; }, Qt::QueuedConnection);
 
     // One pass fires the zero timer once: it is due again at once, but only at the next pass.
     zeroFirings = 0;
@@ -233,9 +236,8 @@ void TestEpollDispatcher::manyLoopbackSocketsEchoConcurrently()
     std::vector<std::unique_ptr<QTcpSocket>> accepted;
     connect(&server, &QTcpServer::newConnection, this, [&] {
         while (QTcpSocket* socket = server.nextPendingConnection()) {
-            connect(socket, &QTcpSocket::readyRead, socket, [socket] {
-                socket->write(socket->readAll());
-            });
+            connect(socket, &QTcpSocket::readyRead, socket,
+                [socket] { socket->write(socket->readAll()); });
             accepted.emplace_back(socket);
         }
     });
@@ -430,10 +432,13 @@ void TestEpollDispatcher::aQueuedCallFromAnotherThreadIsDelivered()
     bool ran = false;
     std::thread poster([&loop, &ran] {
         std::this_thread::sleep_for(50ms);
-        QMetaObject::invokeMethod(&loop, [&loop, &ran] {
-            ran = true;
-            loop.quit();
-        }, Qt::QueuedConnection);
+        QMetaObject::invokeMethod(
+            &loop,
+            [&loop, &ran] {
+                ran = true;
+                loop.quit();
+            },
+            Qt::QueuedConnection);
     });
     QTimer::singleShot(5000, &loop, &QEventLoop::quit);
     loop.exec();
@@ -529,10 +534,13 @@ void TestEpollDispatcher::aWorkerThreadRunsOnItsOwnInstance()
     });
 
     QVERIFY(spinUntil([&] { return firings.load() >= 3; }));
-    QMetaObject::invokeMethod(&context, [&] {
-        qDeleteAll(context.children());
-        context.moveToThread(QCoreApplication::instance()->thread());
-    }, Qt::BlockingQueuedConnection);
+    QMetaObject::invokeMethod(
+        &context,
+        [&] {
+            qDeleteAll(context.children());
+            context.moveToThread(QCoreApplication::instance()->thread());
+        },
+        Qt::BlockingQueuedConnection);
     worker.quit();
     QVERIFY(worker.wait(5000));
     QCOMPARE(seen, dispatcher);

@@ -13,6 +13,7 @@
 
 #include "core/EpollEventDispatcher.h"
 #include "core/FrameCodec.h"
+#include "ferry.pb.h"
 
 #include <QCoreApplication>
 #include <QElapsedTimer>
@@ -24,8 +25,6 @@
 #include <cstdio>
 #include <memory>
 #include <vector>
-
-#include "ferry.pb.h"
 
 using namespace ferry;
 
@@ -78,8 +77,8 @@ int main(int argc, char* argv[])
         const qint64 rssAfterKiB = residentKiB(serverPid);
         std::printf("%d connections authenticated in %.2f s (%d failed); server RSS "
                     "%lld -> %lld KiB: %.1f KiB per connection\n",
-            authenticated, double(clock.elapsed()) / 1000.0,
-            failed, static_cast<long long>(rssBeforeKiB), static_cast<long long>(rssAfterKiB),
+            authenticated, double(clock.elapsed()) / 1000.0, failed,
+            static_cast<long long>(rssBeforeKiB), static_cast<long long>(rssAfterKiB),
             double(rssAfterKiB - rssBeforeKiB) / std::max(authenticated, 1));
         std::fflush(stdout);
         if (roundTrips > 0 && !sockets.empty()) {
@@ -125,8 +124,8 @@ int main(int argc, char* argv[])
                 hello.mutable_hello()->set_protocol_version(ProtocolVersion);
                 raw->sendBinaryMessage(encodeFrame(hello));
             });
-            QObject::connect(raw, &QWebSocket::binaryMessageReceived, raw,
-                [&, raw](const QByteArray& frame) {
+            QObject::connect(
+                raw, &QWebSocket::binaryMessageReceived, raw, [&, raw](const QByteArray& frame) {
                     v1::Envelope envelope;
                     if (!decodeFrame(frame, &envelope)) {
                         return;
@@ -178,8 +177,8 @@ int main(int argc, char* argv[])
                     request.mutable_register_()->set_password("a-good-password");
                     registrar->sendBinaryMessage(encodeFrame(request));
                 } else if (envelope.has_authenticated()) {
-                    sessionToken = QByteArray::fromStdString(
-                        envelope.authenticated().session_token());
+                    sessionToken
+                        = QByteArray::fromStdString(envelope.authenticated().session_token());
                     std::printf("session token %s\n", sessionToken.toHex().constData());
                     registrar->close();
                     openAll();

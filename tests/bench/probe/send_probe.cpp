@@ -1,8 +1,9 @@
 // send_probe: acknowledged messages per second through a running ferry-server. Registers
 // `senders` users, then each sends `messages` direct messages to the next user, keeping
 // `window` of them in flight, and counts SendAcks. Registration hashes a password per sender
-// (tens of milliseconds each, by design), so senders are few and each keeps several in flight. A quick probe for the server's send path
-// (docs/design.md, "Group commit"); the load generator in tests/bench measures the full picture.
+// (tens of milliseconds each, by design), so senders are few and each keeps several in flight. A
+// quick probe for the server's send path (docs/design.md, "Group commit"); the load generator in
+// tests/bench measures the full picture.
 //
 //   send_probe ws://127.0.0.1:PORT [senders 50] [messages per sender 200] [window 8]
 //
@@ -12,6 +13,7 @@
 #include "core/EpollEventDispatcher.h"
 #include "core/FrameCodec.h"
 #include "core/MessageId.h"
+#include "ferry.pb.h"
 
 #include <QCoreApplication>
 #include <QElapsedTimer>
@@ -21,8 +23,6 @@
 #include <cstdio>
 #include <memory>
 #include <vector>
-
-#include "ferry.pb.h"
 
 using namespace ferry;
 
