@@ -2,6 +2,9 @@
 
 #include "server-stub/ServerStore.h"
 
+#include <QSqlQuery>
+
+#include <map>
 #include <memory>
 
 class QSqlDatabase;
@@ -57,6 +60,10 @@ public:
 private:
     SqliteServerStore(QString connectionName, QString path);
     QSqlDatabase database() const;
+    /// A statement prepared once and kept: the send path runs the same few statements for every
+    /// message, and preparing them again each time was a large part of its cost. A SELECT taken
+    /// from here is finished by its user, so that it holds no read open.
+    QSqlQuery& preparedQuery(const QString& sql);
 
     /// Stores one message inside the caller's transaction.
     Result<StoredMessageAck> storeMessage(const NewMessage& message);
@@ -77,6 +84,8 @@ private:
 
     QString m_connectionName;
     QString m_path;
+    /// A node-based map: references handed out stay valid while later statements are added.
+    std::map<QString, QSqlQuery> m_preparedQueries;
 };
 
 } // namespace ferry::server
