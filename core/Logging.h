@@ -15,3 +15,4 @@ Q_DECLARE_LOGGING_CATEGORY(lcUi)         // ferry.ui: the Qt Quick app and its m
 Q_DECLARE_LOGGING_CATEGORY(lcServer)     // ferry.server: server lifecycle and connections
 Q_DECLARE_LOGGING_CATEGORY(lcServerAuth) // ferry.server.auth: accounts, devices, sessions
 Q_DECLARE_LOGGING_CATEGORY(lcServerDb)   // ferry.server.store: the server's database
+Q_DECLARE_LOGGING_CATEGORY(lcEventLoop)  // ferry.eventloop: the epoll event dispatcher

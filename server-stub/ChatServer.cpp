@@ -8,6 +8,8 @@
 #include <QDateTime>
 #include <QHttpServer>
 #include <QHttpServerResponse>
+#include <QTcpServer>
+#include <QTcpSocket>
 #include <QThreadPool>
 #include <QWebSocket>
 #include <QWebSocketServer>
@@ -18,6 +20,11 @@ namespace ferry::server {
 
 namespace {
     constexpr std::chrono::milliseconds ShutdownGrace { 2000 };
+    /// The most messages in one group commit. Enough to make the fsync's share of each message
+    /// small; few enough that the first sender of a full batch is not kept waiting long.
+    constexpr qsizetype MaxSendsPerCommit = 512;
+    /// Connections the kernel queues before they are accepted; it caps this at somaxconn.
+    constexpr int ListenBacklog = 4096;
 }
 
 ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
@@ -31,6 +38,12 @@ ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
 {
     connect(m_webSocketServer, &QWebSocketServer::newConnection, this,
         &ChatServer::handleNewConnection);
+    // Listening is done here rather than by QWebSocketServer, for the backlog: with Qt's 50,
+    // a crowd reconnecting at once (after a restart) overflows the kernel's queue, and each
+    // dropped SYN costs its client a retransmission timeout of a second and more.
+    m_tcpServer = new QTcpServer(this);
+    m_tcpServer->setListenBacklogSize(ListenBacklog);
+    connect(m_tcpServer, &QTcpServer::newConnection, this, &ChatServer::handleNewTcpConnection);
 
     // One timer checks every connection's deadlines; a timer per connection would cost a
     // QObject and a timer registration for each of tens of thousands of sockets.
@@ -42,6 +55,7 @@ ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
 
 ChatServer::~ChatServer()
 {
+    commitPendingSends();
     // Connections unregister themselves as they go, which must happen while the registries
     // still exist.
     const QSet<ClientConnection*> connections = m_connections;
@@ -56,10 +70,10 @@ Result<Done> ChatServer::start()
     }
     m_removedDevices = QSet<quint64>(removed->begin(), removed->end());
 
-    if (!m_webSocketServer->listen(m_config.address, m_config.port)) {
+    if (!m_tcpServer->listen(m_config.address, m_config.port)) {
         return Error { QStringLiteral("listen"),
             u"could not listen on " + m_config.address.toString() + u':'
-                + QString::number(m_config.port) + u": " + m_webSocketServer->errorString() };
+                + QString::number(m_config.port) + u": " + m_tcpServer->errorString() };
     }
     if (m_config.httpEnabled) {
         if (auto http = startHttp(); !http) {
@@ -78,7 +92,7 @@ Result<Done> ChatServer::startHttp()
     m_httpServer->route(QStringLiteral("/healthz"), [this] {
         // Healthy means: accepting connections and able to read the database.
         const bool healthy
-            = m_webSocketServer->isListening() && !m_stopping && m_store->ping().ok();
+            = m_tcpServer->isListening() && !m_stopping && m_store->ping().ok();
         return QHttpServerResponse(QByteArrayLiteral("text/plain"),
             healthy ? QByteArrayLiteral("ok\n") : QByteArrayLiteral("unavailable\n"),
             healthy ? QHttpServerResponse::StatusCode::Ok
@@ -109,8 +123,8 @@ QUrl ChatServer::url() const
 {
     QUrl url;
     url.setScheme(QStringLiteral("ws"));
-    url.setHost(m_webSocketServer->serverAddress().toString());
-    url.setPort(m_webSocketServer->serverPort());
+    url.setHost(m_tcpServer->serverAddress().toString());
+    url.setPort(m_tcpServer->serverPort());
     return url;
 }
 
@@ -132,9 +146,11 @@ void ChatServer::stop()
         return;
     }
     m_stopping = true;
+    // Messages that arrived are stored and acknowledged before the connections close.
+    commitPendingSends();
     qCInfo(lcServer) << "Stopping: no new connections, closing" << m_connections.size()
                      << "open ones";
-    m_webSocketServer->close();
+    m_tcpServer->close();
     m_sweepTimer.stop();
     const QSet<ClientConnection*> connections = m_connections;
     for (ClientConnection* connection : connections) {
@@ -151,6 +167,14 @@ void ChatServer::stop()
         QMetaObject::invokeMethod(this, &ChatServer::stopped, Qt::QueuedConnection);
     } else {
         QTimer::singleShot(ShutdownGrace, this, &ChatServer::stopped);
+    }
+}
+
+void ChatServer::handleNewTcpConnection()
+{
+    while (QTcpSocket* socket = m_tcpServer->nextPendingConnection()) {
+        // The WebSocket server takes the socket over (and its ownership) for the handshake.
+        m_webSocketServer->handleConnection(socket);
     }
 }
 
@@ -210,6 +234,56 @@ void ChatServer::connectionGone(ClientConnection* connection)
     if (m_stopping && m_connections.isEmpty()) {
         Q_EMIT stopped();
     }
+}
+
+void ChatServer::queueSend(ClientConnection* connection, quint64 requestId, NewMessage message)
+{
+    PendingSend pending;
+    pending.connection = connection;
+    pending.requestId = requestId;
+    pending.sinceArrival.start();
+    m_pendingSends.append(std::move(pending));
+    m_pendingMessages.append(std::move(message));
+
+    if (m_pendingSends.size() >= MaxSendsPerCommit) {
+        commitPendingSends();
+    } else if (!m_commitScheduled) {
+        // A posted call runs when the event loop starts its next pass, after every socket that
+        // was ready in this one has been read: the batch holds all that arrived meanwhile.
+        m_commitScheduled = true;
+        QMetaObject::invokeMethod(this, &ChatServer::commitPendingSends, Qt::QueuedConnection);
+    }
+}
+
+void ChatServer::commitPendingSends()
+{
+    m_commitScheduled = false;
+    if (m_pendingSends.isEmpty()) {
+        return;
+    }
+    // Taken out first: answering a sender may close a connection, or bring a new request in.
+    const QList<PendingSend> sends = std::exchange(m_pendingSends, {});
+    const QList<NewMessage> messages = std::exchange(m_pendingMessages, {});
+    const QList<Result<StoredMessageAck>> results = m_store->appendMessages(messages);
+    ++m_metrics.sendCommits;
+
+    QList<qint64> notified;
+    for (qsizetype i = 0; i < sends.size(); ++i) {
+        const Result<StoredMessageAck>& result = results[i];
+        if (result && !result->alreadyStored) {
+            for (const qint64 userId : result->notifiedUserIds) {
+                if (!notified.contains(userId)) {
+                    notified.append(userId);
+                }
+            }
+        }
+        if (ClientConnection* connection = sends[i].connection) {
+            connection->finishSend(sends[i].requestId, messages[i], result);
+        }
+        const double secondsToAck = static_cast<double>(sends[i].sinceArrival.nsecsElapsed()) / 1e9;
+        m_metrics.sendToAck.observe(secondsToAck);
+    }
+    notifyEventsAppended(notified);
 }
 
 void ChatServer::notifyEventsAppended(const QList<qint64>& userIds)

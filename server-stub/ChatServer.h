@@ -3,11 +3,14 @@
 #include "core/Result.h"
 #include "server-stub/ServerConfig.h"
 #include "server-stub/ServerMetrics.h"
+#include "server-stub/ServerStore.h"
 #include "server-stub/SessionTokens.h"
 
+#include <QElapsedTimer>
 #include <QHash>
 #include <QMultiHash>
 #include <QObject>
+#include <QPointer>
 #include <QSet>
 #include <QTimer>
 #include <QUrl>
@@ -15,6 +18,7 @@
 #include <memory>
 
 class QHttpServer;
+class QTcpServer;
 class QWebSocketServer;
 
 namespace ferry::v1 {
@@ -24,7 +28,6 @@ class Envelope;
 namespace ferry::server {
 
 class ClientConnection;
-class ServerStore;
 
 /// The reference server: accepts WebSocket connections and owns one ClientConnection per socket;
 /// knows which devices are connected, to push new events to them, relay typing and presence,
@@ -62,6 +65,15 @@ public:
     void connectionStoppedLive(ClientConnection* connection);
     void connectionGone(ClientConnection* connection);
 
+    /// Queues a message for the next group commit: every message that arrives in one pass of
+    /// the event loop, from every connection, is stored in one transaction, and each sender gets
+    /// its SendAck only once that transaction has committed.
+    void queueSend(ClientConnection* connection, quint64 requestId, NewMessage message);
+    /// Stores the queued messages and answers their senders. Runs at the start of the next pass
+    /// of the event loop, and earlier when the queue is full or a sender's later request must
+    /// see its messages stored first.
+    void commitPendingSends();
+
     /// Called after a commit that appended to these users' event logs.
     void notifyEventsAppended(const QList<qint64>& userIds);
 
@@ -82,6 +94,7 @@ Q_SIGNALS:
     void stopped();
 
 private:
+    void handleNewTcpConnection();
     void handleNewConnection();
     void sweepConnections();
     void broadcastPresence(qint64 userId, const QString& userName, bool online, qint64 lastSeenMs);
@@ -92,6 +105,8 @@ private:
     SessionTokens m_tokens;
     ServerMetrics m_metrics;
 
+    /// Accepts TCP connections with a deep backlog; m_webSocketServer only does the handshakes.
+    QTcpServer* m_tcpServer = nullptr;
     QWebSocketServer* m_webSocketServer = nullptr;
     std::unique_ptr<QHttpServer> m_httpServer;
     quint16 m_httpPort = 0;
@@ -102,6 +117,15 @@ private:
     QMultiHash<qint64, ClientConnection*> m_liveByUser;
     QSet<quint64> m_removedDevices;
     bool m_stopping = false;
+
+    struct PendingSend {
+        QPointer<ClientConnection> connection;
+        quint64 requestId = 0;
+        QElapsedTimer sinceArrival;
+    };
+    QList<PendingSend> m_pendingSends;
+    QList<NewMessage> m_pendingMessages; ///< in the order of m_pendingSends
+    bool m_commitScheduled = false;
 };
 
 } // namespace ferry::server

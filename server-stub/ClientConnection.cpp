@@ -211,6 +211,11 @@ void ClientConnection::dispatch(const v1::Envelope& envelope)
         return sendError(requestId, v1::BAD_REQUEST,
             QStringLiteral("wait for the answer to the authentication request"));
     case State::Authenticated:
+        // A request after this connection's messages sees them stored: a device that sends
+        // and then leaves the group, or syncs, finds its messages ahead of that.
+        if (m_sendsInCommit > 0 && !envelope.has_send()) {
+            m_server->commitPendingSends();
+        }
         switch (envelope.payload_case()) {
         case v1::Envelope::kSend:
             return handleSend(envelope);

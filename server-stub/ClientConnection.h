@@ -1,5 +1,7 @@
 #pragma once
 
+#include "core/Result.h"
+
 #include <QElapsedTimer>
 #include <QObject>
 #include <QString>
@@ -13,6 +15,8 @@ class Envelope;
 namespace ferry::server {
 
 class ChatServer;
+struct NewMessage;
+struct StoredMessageAck;
 
 /// The server's side of one client's WebSocket. It walks through a small state machine:
 ///
@@ -46,6 +50,9 @@ public:
     void closeWith(int closeCode, const QString& reason);
     /// Enforces the authentication timeout and the heartbeat; called by the server's sweep.
     void checkDeadlines(qint64 nowMs);
+    /// Answers a SendMessage once its group commit is over: the SendAck, or the error.
+    void finishSend(quint64 requestId, const NewMessage& message,
+        const Result<StoredMessageAck>& stored);
 
 private:
     void handleBinaryMessage(const QByteArray& frame);
@@ -106,6 +113,10 @@ private:
     qint64 m_connectedMs = 0;
     qint64 m_lastHeardMs = 0;   ///< any frame or pong
     bool m_pingOutstanding = false;
+
+    /// SendMessages queued for the server's group commit and not yet answered. Another request
+    /// of this connection waits for them to be committed, so it sees them stored.
+    int m_sendsInCommit = 0;
 
     double m_requestTokens = 0; ///< token bucket of the request rate limit
     qint64 m_tokensRefilledMs = 0;

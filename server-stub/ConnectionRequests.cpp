@@ -76,8 +76,6 @@ namespace {
 
 void ClientConnection::handleSend(const v1::Envelope& envelope)
 {
-    QElapsedTimer sinceArrival;
-    sinceArrival.start();
     const quint64 requestId = envelope.request_id();
     const v1::SendMessage& request = envelope.send();
 
@@ -102,7 +100,14 @@ void ClientConnection::handleSend(const v1::Envelope& envelope)
         return;
     }
 
-    Result<StoredMessageAck> stored = m_server->store().appendMessage(message);
+    ++m_sendsInCommit;
+    m_server->queueSend(this, requestId, std::move(message));
+}
+
+void ClientConnection::finishSend(
+    quint64 requestId, const NewMessage& message, const Result<StoredMessageAck>& stored)
+{
+    --m_sendsInCommit;
     if (!stored) {
         sendStoreError(requestId, stored.error().kind, stored.error().message, message.messageId);
         return;
@@ -113,19 +118,17 @@ void ClientConnection::handleSend(const v1::Envelope& envelope)
     v1::Envelope reply;
     reply.set_request_id(requestId);
     v1::SendAck* ack = reply.mutable_send_ack();
-    ack->set_message_id(request.message_id());
-    ack->set_conversation_id(request.conversation_id());
+    ack->set_message_id(toStd(message.messageId));
+    ack->set_conversation_id(toStd(message.conversationId));
     ack->set_seq(stored->seq);
     ack->set_server_time_ms(stored->serverTimeMs);
     sendEnvelope(reply);
 
     ServerMetrics& metrics = m_server->metrics();
-    metrics.sendToAck.observe(static_cast<double>(sinceArrival.nsecsElapsed()) / 1e9);
     if (stored->alreadyStored) {
         ++metrics.messagesResent;
     } else {
         ++metrics.messagesStored;
-        m_server->notifyEventsAppended(stored->notifiedUserIds);
     }
 }
 

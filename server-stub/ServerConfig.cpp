@@ -124,10 +124,35 @@ namespace {
             { QStringLiteral("request-burst"),
                 QStringLiteral("Requests one connection may make in a burst (1000)."),
                 QStringLiteral("n"), number(&ServerConfig::requestBurst, 1, 1e7) },
+            { QStringLiteral("event-dispatcher"),
+                QStringLiteral("'epoll' or Qt's own 'qt'; on the command line or in "
+                               "FERRY_EVENT_DISPATCHER only (epoll)."),
+                QStringLiteral("name"),
+                [](ServerConfig& c, const QString& v) {
+                    c.eventDispatcher = v;
+                    return v == u"epoll" || v == u"qt";
+                } },
         };
     }
 
 } // namespace
+
+QString eventDispatcherFromArguments(int argc, char* argv[])
+{
+    const QByteArray flag = QByteArrayLiteral("--event-dispatcher");
+    for (int i = 1; i < argc; ++i) {
+        const QByteArray argument(argv[i]);
+        if (argument.startsWith(QByteArray(flag + '='))) {
+            return QString::fromLocal8Bit(argument.mid(flag.size() + 1));
+        }
+        if (argument == flag && i + 1 < argc) {
+            return QString::fromLocal8Bit(argv[i + 1]);
+        }
+    }
+    const QByteArray fromEnvironment = qgetenv("FERRY_EVENT_DISPATCHER");
+    return fromEnvironment.isEmpty() ? QStringLiteral("epoll")
+                                     : QString::fromLocal8Bit(fromEnvironment);
+}
 
 Result<ServerConfig> parseServerConfig(const QCoreApplication& app)
 {
@@ -161,6 +186,12 @@ Result<ServerConfig> parseServerConfig(const QCoreApplication& app)
         for (const QString& key : file.allKeys()) {
             auto setting = std::find_if(all.begin(), all.end(),
                 [&](const Setting& candidate) { return candidate.name == key; });
+            if (key == u"event-dispatcher") {
+                // Installed before this file is read; it cannot take effect from here.
+                return Error { QStringLiteral("config"),
+                    path + u": event-dispatcher is set on the command line or in "
+                           u"FERRY_EVENT_DISPATCHER only" };
+            }
             if (setting == all.end()) {
                 return Error { QStringLiteral("config"),
                     path + u": unknown setting '" + key + u"'" };
@@ -178,6 +209,10 @@ Result<ServerConfig> parseServerConfig(const QCoreApplication& app)
         }
     }
 
+    if (config.eventDispatcher != u"epoll" && config.eventDispatcher != u"qt") {
+        return Error { QStringLiteral("config"),
+            u"unknown event dispatcher '" + config.eventDispatcher + u"' (epoll or qt)" };
+    }
     if (config.heartbeatTimeout <= config.heartbeatInterval) {
         return Error { QStringLiteral("config"),
             QStringLiteral("heartbeat-timeout must be longer than heartbeat-interval") };

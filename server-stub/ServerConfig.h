@@ -33,7 +33,16 @@ struct ServerConfig {
 
     double requestRate = 100.0;     ///< requests per second a connection may sustain
     double requestBurst = 1000.0;   ///< and in a burst (an offline backlog drains in one)
+
+    /// "epoll" (ours, the default) or "qt" (Qt's own, for comparison). Chosen before the
+    /// application object exists, so only the flag or FERRY_EVENT_DISPATCHER can set it.
+    QString eventDispatcher = QStringLiteral("epoll");
 };
+
+/// The event dispatcher named on the command line (--event-dispatcher=NAME or
+/// --event-dispatcher NAME) or else in FERRY_EVENT_DISPATCHER, "epoll" when neither is given.
+/// Read from argv because it must be installed before QCoreApplication is constructed.
+QString eventDispatcherFromArguments(int argc, char* argv[]);
 
 /// Reads the command line (and the --config file it may name) into a ServerConfig. Prints help
 /// or the version and exits for --help and --version, as QCommandLineParser does.

@@ -60,6 +60,9 @@ QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot&
     counter(out, "ferry_messages_resent_total",
         "Resends of committed messages, answered with the first acknowledgement.",
         metrics.messagesResent);
+    counter(out, "ferry_send_commits_total",
+        "Transactions that stored SendMessages, each holding every one that arrived meanwhile.",
+        metrics.sendCommits);
     counter(out, "ferry_events_sent_total", "Event-log entries sent to devices.",
         metrics.eventsSent);
     gauge(out, "ferry_outgoing_queue_bytes", "Bytes written by the server and not yet sent, "

@@ -35,6 +35,7 @@ struct ServerMetrics {
     quint64 bytesOut = 0;
     quint64 messagesStored = 0;
     quint64 messagesResent = 0; ///< resends answered from what was stored
+    quint64 sendCommits = 0;    ///< group commits of SendMessages; messages / commits = batch size
     quint64 eventsSent = 0;
     QMap<QString, quint64> errors; ///< by protocol error code name
     QMap<int, quint64> closes;     ///< by close code the server sent

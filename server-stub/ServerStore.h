@@ -153,6 +153,12 @@ public:
     /// sender in the same conversation returns the first result and writes nothing.
     virtual Result<StoredMessageAck> appendMessage(const NewMessage& message) = 0;
 
+    /// Stores several messages in one transaction, one commit for all: each in turn as
+    /// appendMessage would, so that a message's refusal (not a member, an id conflict) leaves
+    /// the others stored. Returns one result per message, in order. When the commit fails, every
+    /// message that was not refused gets the storage error and none is stored.
+    virtual QList<Result<StoredMessageAck>> appendMessages(const QList<NewMessage>& messages) = 0;
+
     /// Events of `userId`'s log after `afterOffset`, oldest first, at most `limit`.
     virtual Result<EventPage> eventsAfter(qint64 userId, quint64 afterOffset, int limit) = 0;
 

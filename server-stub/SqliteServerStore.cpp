@@ -191,6 +191,8 @@ SqliteServerStore::SqliteServerStore(QString connectionName, QString path)
 
 SqliteServerStore::~SqliteServerStore()
 {
+    // Prepared statements go before the connection they belong to.
+    m_preparedQueries.clear();
     {
         QSqlDatabase db = QSqlDatabase::database(m_connectionName, false);
         db.close();
@@ -201,6 +203,18 @@ SqliteServerStore::~SqliteServerStore()
 QSqlDatabase SqliteServerStore::database() const
 {
     return QSqlDatabase::database(m_connectionName, false);
+}
+
+QSqlQuery& SqliteServerStore::preparedQuery(const QString& sql)
+{
+    auto found = m_preparedQueries.find(sql);
+    if (found == m_preparedQueries.end()) {
+        QSqlQuery query(database());
+        // A statement that does not prepare reports its error when it is executed.
+        query.prepare(sql);
+        found = m_preparedQueries.emplace(sql, std::move(query)).first;
+    }
+    return found->second;
 }
 
 Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString& dataDir)
@@ -381,32 +395,79 @@ Result<QList<quint64>> SqliteServerStore::removedDeviceIds()
 
 Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& message)
 {
+    return appendMessages({ message }).first();
+}
+
+QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<NewMessage>& messages)
+{
+    QList<Result<StoredMessageAck>> results;
+    results.reserve(messages.size());
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
-        return storageError(
-            QStringLiteral("could not start storing a message"), transaction.error());
+        const Error failed
+            = storageError(QStringLiteral("could not start storing messages"), transaction.error());
+        for (qsizetype i = 0; i < messages.size(); ++i) {
+            results.append(failed);
+        }
+        return results;
     }
-    QSqlQuery query(database());
 
-    // A resend of a stored message is answered from what was stored the first time.
-    query.prepare(QStringLiteral("SELECT conversation_id, seq, sender_user_id, server_time_ms"
-                                 " FROM messages WHERE message_id = ?"));
-    query.addBindValue(message.messageId);
-    if (!query.exec()) {
-        return storageError(QStringLiteral("could not look up a message id"), query);
+    // Each message in a savepoint of its own: a refused one is undone alone. The fsync of the
+    // commit is what limits the rate of messages, and here it is paid once for the batch.
+    QSqlQuery& savepoint = preparedQuery(QStringLiteral("SAVEPOINT message"));
+    QSqlQuery& rollBack = preparedQuery(QStringLiteral("ROLLBACK TO message"));
+    QSqlQuery& release = preparedQuery(QStringLiteral("RELEASE message"));
+    for (const NewMessage& message : messages) {
+        if (!savepoint.exec()) {
+            results.append(storageError(QStringLiteral("could not start a message"), savepoint));
+            continue;
+        }
+        Result<StoredMessageAck> stored = storeMessage(message);
+        if (!stored) {
+            rollBack.exec();
+        }
+        release.exec();
+        results.append(std::move(stored));
     }
-    if (query.next()) {
-        if (query.value(0).toString() != message.conversationId
-            || query.value(2).toLongLong() != message.senderUserId) {
+
+    if (!transaction.commit()) {
+        const Error failed
+            = storageError(QStringLiteral("could not commit messages"), transaction.error());
+        for (Result<StoredMessageAck>& result : results) {
+            if (result) {
+                result = failed;
+            }
+        }
+    }
+    return results;
+}
+
+Result<StoredMessageAck> SqliteServerStore::storeMessage(const NewMessage& message)
+{
+    // A resend of a stored message is answered from what was stored the first time.
+    QSqlQuery& lookup
+        = preparedQuery(QStringLiteral("SELECT conversation_id, seq, sender_user_id,"
+                                       " server_time_ms FROM messages WHERE message_id = ?"));
+    lookup.addBindValue(message.messageId);
+    if (!lookup.exec()) {
+        return storageError(QStringLiteral("could not look up a message id"), lookup);
+    }
+    if (lookup.next()) {
+        const bool sameMessage = lookup.value(0).toString() == message.conversationId
+            && lookup.value(2).toLongLong() == message.senderUserId;
+        StoredMessageAck ack;
+        ack.seq = lookup.value(1).toULongLong();
+        ack.serverTimeMs = lookup.value(3).toLongLong();
+        ack.alreadyStored = true;
+        lookup.finish();
+        if (!sameMessage) {
             return Error { StoreError::IdConflict,
                 QStringLiteral("this message id is already used by another message") };
         }
-        StoredMessageAck ack;
-        ack.seq = query.value(1).toULongLong();
-        ack.serverTimeMs = query.value(3).toLongLong();
-        ack.alreadyStored = true;
         return ack;
     }
+    lookup.finish();
+    QSqlQuery query(database());
 
     // A direct conversation comes into being with its first message.
     const qint64 now = QDateTime::currentMSecsSinceEpoch();
@@ -453,35 +514,33 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
     const QList<qint64>& memberIds = conversation->memberIds;
 
     const quint64 seq = conversation->lastSeq + 1;
-    query.prepare(QStringLiteral("UPDATE conversations SET last_seq = ? WHERE id = ?"));
-    query.addBindValue(static_cast<qint64>(seq));
-    query.addBindValue(message.conversationId);
-    if (!query.exec()) {
-        return storageError(QStringLiteral("could not advance the sequence number"), query);
+    QSqlQuery& advance
+        = preparedQuery(QStringLiteral("UPDATE conversations SET last_seq = ? WHERE id = ?"));
+    advance.addBindValue(static_cast<qint64>(seq));
+    advance.addBindValue(message.conversationId);
+    if (!advance.exec()) {
+        return storageError(QStringLiteral("could not advance the sequence number"), advance);
     }
 
-    query.prepare(QStringLiteral(
+    QSqlQuery& insert = preparedQuery(QStringLiteral(
         "INSERT INTO messages (message_id, conversation_id, seq, sender_user_id,"
         " sender_device_id, body, server_time_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
-    query.addBindValue(message.messageId);
-    query.addBindValue(message.conversationId);
-    query.addBindValue(static_cast<qint64>(seq));
-    query.addBindValue(message.senderUserId);
-    query.addBindValue(static_cast<qint64>(message.senderDeviceId));
-    query.addBindValue(message.body);
-    query.addBindValue(now);
-    query.addBindValue(static_cast<int>(EntryKind::Message));
-    if (!query.exec()) {
-        return storageError(QStringLiteral("could not store a message"), query);
+    insert.addBindValue(message.messageId);
+    insert.addBindValue(message.conversationId);
+    insert.addBindValue(static_cast<qint64>(seq));
+    insert.addBindValue(message.senderUserId);
+    insert.addBindValue(static_cast<qint64>(message.senderDeviceId));
+    insert.addBindValue(message.body);
+    insert.addBindValue(now);
+    insert.addBindValue(static_cast<int>(EntryKind::Message));
+    if (!insert.exec()) {
+        return storageError(QStringLiteral("could not store a message"), insert);
     }
-    const qint64 ref = query.lastInsertId().toLongLong();
+    const qint64 ref = insert.lastInsertId().toLongLong();
     if (auto appended = appendEvents(memberIds, int(EventKind::Message), ref); !appended) {
         return appended.error();
     }
 
-    if (!transaction.commit()) {
-        return storageError(QStringLiteral("could not commit a message"), transaction.error());
-    }
     StoredMessageAck ack;
     ack.seq = seq;
     ack.serverTimeMs = now;
@@ -491,11 +550,9 @@ Result<StoredMessageAck> SqliteServerStore::appendMessage(const NewMessage& mess
 
 Result<Done> SqliteServerStore::appendEvents(const QList<qint64>& userIds, int kind, qint64 ref)
 {
-    QSqlQuery bump(database());
-    bump.prepare(QStringLiteral(
+    QSqlQuery& bump = preparedQuery(QStringLiteral(
         "UPDATE users SET last_offset = last_offset + 1 WHERE id = ? RETURNING last_offset"));
-    QSqlQuery append(database());
-    append.prepare(
+    QSqlQuery& append = preparedQuery(
         QStringLiteral("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)"));
     for (const qint64 userId : userIds) {
         bump.addBindValue(userId);
@@ -575,31 +632,34 @@ Result<quint64> SqliteServerStore::lastOffset(qint64 userId)
 
 Result<ConversationRecord> SqliteServerStore::readConversation(const QString& conversationId)
 {
-    QSqlQuery query(database());
-    query.prepare(QStringLiteral("SELECT title, last_seq FROM conversations WHERE id = ?"));
-    query.addBindValue(conversationId);
-    if (!query.exec()) {
-        return storageError(QStringLiteral("could not look up a conversation"), query);
+    QSqlQuery& header = preparedQuery(
+        QStringLiteral("SELECT title, last_seq FROM conversations WHERE id = ?"));
+    header.addBindValue(conversationId);
+    if (!header.exec()) {
+        return storageError(QStringLiteral("could not look up a conversation"), header);
     }
-    if (!query.next()) {
+    if (!header.next()) {
+        header.finish();
         return Error { StoreError::NotFound, QStringLiteral("no such conversation") };
     }
     ConversationRecord conversation;
     conversation.id = conversationId;
-    conversation.title = query.value(0).toString();
-    conversation.lastSeq = query.value(1).toULongLong();
+    conversation.title = header.value(0).toString();
+    conversation.lastSeq = header.value(1).toULongLong();
+    header.finish();
 
-    query.prepare(
+    QSqlQuery& members = preparedQuery(
         QStringLiteral("SELECT u.name, u.id FROM members m JOIN users u ON u.id = m.user_id"
                        " WHERE m.conversation_id = ? ORDER BY u.name"));
-    query.addBindValue(conversationId);
-    if (!query.exec()) {
-        return storageError(QStringLiteral("could not read the members"), query);
+    members.addBindValue(conversationId);
+    if (!members.exec()) {
+        return storageError(QStringLiteral("could not read the members"), members);
     }
-    while (query.next()) {
-        conversation.members.append(query.value(0).toString());
-        conversation.memberIds.append(query.value(1).toLongLong());
+    while (members.next()) {
+        conversation.members.append(members.value(0).toString());
+        conversation.memberIds.append(members.value(1).toLongLong());
     }
+    members.finish();
     return conversation;
 }
 

@@ -2,6 +2,9 @@
 
 #include "server-stub/ServerStore.h"
 
+#include <QSqlQuery>
+
+#include <map>
 #include <memory>
 
 class QSqlDatabase;
@@ -35,6 +38,7 @@ public:
     Result<QList<quint64>> removedDeviceIds() override;
 
     Result<StoredMessageAck> appendMessage(const NewMessage& message) override;
+    QList<Result<StoredMessageAck>> appendMessages(const QList<NewMessage>& messages) override;
     Result<EventPage> eventsAfter(qint64 userId, quint64 afterOffset, int limit) override;
     Result<quint64> lastOffset(qint64 userId) override;
 
@@ -56,7 +60,13 @@ public:
 private:
     SqliteServerStore(QString connectionName, QString path);
     QSqlDatabase database() const;
+    /// A statement prepared once and kept: the send path runs the same few statements for every
+    /// message, and preparing them again each time was a large part of its cost. A SELECT taken
+    /// from here is finished by its user, so that it holds no read open.
+    QSqlQuery& preparedQuery(const QString& sql);
 
+    /// Stores one message inside the caller's transaction.
+    Result<StoredMessageAck> storeMessage(const NewMessage& message);
     /// Reads a conversation and its members inside the caller's transaction.
     Result<ConversationRecord> readConversation(const QString& conversationId);
     QString userName(qint64 userId);
@@ -74,6 +84,8 @@ private:
 
     QString m_connectionName;
     QString m_path;
+    /// A node-based map: references handed out stay valid while later statements are added.
+    std::map<QString, QSqlQuery> m_preparedQueries;
 };
 
 } // namespace ferry::server

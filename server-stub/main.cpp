@@ -3,6 +3,7 @@
 // /metrics over HTTP, and runs until SIGTERM or SIGINT, after which it closes every connection
 // cleanly and exits 0.
 
+#include "core/EpollEventDispatcher.h"
 #include "core/Logging.h"
 #include "core/UnixSignalWatcher.h"
 #include "server-stub/ChatServer.h"
@@ -30,6 +31,13 @@ int fail(const QString& message)
 
 int main(int argc, char* argv[])
 {
+    // The dispatcher is chosen before the application object exists, which installs Qt's own
+    // otherwise. Password hashing runs on QThreadPool threads, which run no event loop and keep
+    // Qt's dispatcher; the server has no other threads.
+    const QString dispatcher = eventDispatcherFromArguments(argc, argv);
+    if (dispatcher == u"epoll") {
+        QCoreApplication::setEventDispatcher(new EpollEventDispatcher);
+    }
     QCoreApplication app(argc, argv);
     QCoreApplication::setApplicationName(QStringLiteral("ferry-server"));
     QCoreApplication::setApplicationVersion(QStringLiteral(FERRY_VERSION));
@@ -38,6 +46,7 @@ int main(int argc, char* argv[])
     if (!config) {
         return fail(config.error().message);
     }
+    qCInfo(lcServer) << "Event dispatcher:" << config->eventDispatcher;
     if (!Credentials::initialise()) {
         return fail(QStringLiteral("libsodium could not be initialised"));
     }
