@@ -272,11 +272,13 @@ void TestChaos::everyRunDeliversEachMessageExactlyOnce()
 int TestChaos::runSeed(quint64 seed, bool printSteps, Totals& totals)
 {
     const Scenario scenario = generateScenario(seed);
-    qInfo("chaos: seed %llu: %lld users, %lld devices, %lld conversations, %lld steps",
+    qInfo("chaos: seed %llu: %lld users, %lld devices, %lld conversations, %lld steps, "
+          "sync batch %s",
         static_cast<unsigned long long>(seed), static_cast<long long>(scenario.users.size()),
         static_cast<long long>(scenario.devices.size()),
         static_cast<long long>(scenario.conversations.size()),
-        static_cast<long long>(scenario.steps.size()));
+        static_cast<long long>(scenario.steps.size()),
+        scenario.syncBatch > 0 ? qPrintable(QString::number(scenario.syncBatch)) : "default");
     const QStringList deviceNames = scenario.deviceNames();
     // A replay shows each step as it starts, with the time into the run.
     QLoggingCategory::setFilterRules(printSteps ? u"ferry.chaos.debug=true"_s : QString());

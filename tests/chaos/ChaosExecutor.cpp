@@ -165,7 +165,12 @@ RunRecord ChaosExecutor::run()
 
 Result<Done> ChaosExecutor::setUp()
 {
-    m_server = std::make_unique<ServerProcess>(QDir(m_rootDir).filePath(QStringLiteral("server")));
+    QStringList serverOptions;
+    if (m_scenario.syncBatch > 0) {
+        serverOptions << QStringLiteral("--sync-batch") << QString::number(m_scenario.syncBatch);
+    }
+    m_server = std::make_unique<ServerProcess>(
+        QDir(m_rootDir).filePath(QStringLiteral("server")), serverOptions);
     if (!m_server->start()) {
         return Error { QStringLiteral("server"), m_server->errorString() };
     }

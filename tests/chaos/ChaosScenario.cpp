@@ -153,8 +153,9 @@ namespace {
                 }
                 break;
             case 1:
-                // One process per profile that syncs: a listen already does.
-                if (listening[step.device]) {
+                // Mostly one syncing process per profile; sometimes a sync beside a listen, as
+                // when a user runs `ferryctl sync` while the app is open.
+                if (listening[step.device] && !dice.chance(25)) {
                     continue;
                 }
                 step.action = Step::Action::Sync;
@@ -318,6 +319,7 @@ Scenario generateScenario(quint64 seed)
     Dice dice(seed);
     Scenario scenario;
     scenario.seed = seed;
+    scenario.syncBatch = dice.chance(50) ? dice.between(2, 8) : 0;
     addUsersAndDevices(scenario, dice);
     addConversations(scenario, dice);
     addSteps(scenario, dice);

@@ -95,6 +95,9 @@ struct Scenario {
     QList<DeviceSpec> devices;
     QList<ConversationSpec> conversations;
     QList<Step> steps;
+    /// The server's --sync-batch, or 0 for its default (500): a small batch makes every catch-up
+    /// several round trips, so kills and cuts land between batches too.
+    int syncBatch = 0;
 
     QStringList deviceNames() const;
     /// The devices of the members of a conversation.
