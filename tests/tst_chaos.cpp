@@ -67,7 +67,8 @@ QString describeFaults(const QMap<FaultKind, int>& faults)
 {
     QStringList parts;
     for (const FaultKindInfo& info : faultKinds()) {
-        parts.append(QString::fromLatin1(info.name) + u' ' + QString::number(faults.value(info.kind)));
+        parts.append(
+            QString::fromLatin1(info.name) + u' ' + QString::number(faults.value(info.kind)));
     }
     return parts.join(u", ");
 }
@@ -75,9 +76,9 @@ QString describeFaults(const QMap<FaultKind, int>& faults)
 QString describeMessages(const MessageTally& tally)
 {
     return QString::number(tally.written) + u" written (" + QString::number(tally.confirmed)
-        + u" confirmed, " + QString::number(tally.unconfirmedStored)
-        + u" killed but stored, " + QString::number(tally.unconfirmedAbsent)
-        + u" killed before stored), " + QString::number(tally.sequenced) + u" acknowledged";
+        + u" confirmed, " + QString::number(tally.unconfirmedStored) + u" killed but stored, "
+        + QString::number(tally.unconfirmedAbsent) + u" killed before stored), "
+        + QString::number(tally.sequenced) + u" acknowledged";
 }
 
 } // namespace
@@ -86,6 +87,8 @@ class TestChaos : public QObject {
     Q_OBJECT
 
 private Q_SLOTS:
+    // A seed stands for one sequence of decisions, so that a failing run can be replayed.
+    void theSameSeedMakesTheSameDecisions();
     // The checker itself, on made-up device states: each broken invariant is found by its check.
     void theCheckerFindsEachBrokenInvariant_data();
     void theCheckerFindsEachBrokenInvariant();
@@ -113,8 +116,8 @@ enum class Damage {
     FinalSyncFailed,
 };
 
-QJsonObject entry(const QString& id, qint64 seq, const QString& sender, const QString& body,
-    const QString& state)
+QJsonObject entry(
+    const QString& id, qint64 seq, const QString& sender, const QString& body, const QString& state)
 {
     return { { u"id"_s, id }, { u"conversation"_s, u"direct:alice:bob"_s }, { u"sender"_s, sender },
         { u"seq"_s, seq }, { u"kind"_s, u"message"_s }, { u"body"_s, body },
@@ -122,6 +125,21 @@ QJsonObject entry(const QString& id, qint64 seq, const QString& sender, const QS
 }
 
 } // namespace
+
+void TestChaos::theSameSeedMakesTheSameDecisions()
+{
+    const auto decisions = [](quint64 seed) {
+        const Scenario scenario = generateScenario(seed);
+        QStringList lines { scenario.deviceNames().join(u' '),
+            QString::number(scenario.conversations.size()), QString::number(scenario.syncBatch) };
+        for (const Step& step : scenario.steps) {
+            lines.append(step.describe(scenario.deviceNames()));
+        }
+        return lines;
+    };
+    QCOMPARE(decisions(42), decisions(42));
+    QVERIFY(decisions(42) != decisions(43));
+}
 
 void TestChaos::theCheckerFindsEachBrokenInvariant_data()
 {
@@ -133,7 +151,8 @@ void TestChaos::theCheckerFindsEachBrokenInvariant_data()
         << Damage::MessageMissing << u"written-messages-exactly-once"_s;
     QTest::newRow("a device holds a message twice")
         << Damage::MessageTwice << u"written-messages-exactly-once"_s;
-    QTest::newRow("a message nobody wrote") << Damage::MessageNobodyWrote << u"no-unknown-messages"_s;
+    QTest::newRow("a message nobody wrote")
+        << Damage::MessageNobodyWrote << u"no-unknown-messages"_s;
     QTest::newRow("a sender's messages in the wrong order")
         << Damage::SenderOrderSwapped << u"sender-order-kept"_s;
     QTest::newRow("two devices disagree on the order")
@@ -167,8 +186,8 @@ void TestChaos::theCheckerFindsEachBrokenInvariant()
         states[device].histories[0] = { entry(u"id-1"_s, 1, u"alice"_s, u"a1"_s, own),
             entry(u"id-2"_s, 2, u"alice"_s, u"a2"_s, own),
             entry(u"id-3"_s, 3, u"bob"_s, u"b1"_s, others) };
-        states[device].summaries[0] = { { u"conversation"_s, u"direct:alice:bob"_s },
-            { u"unread"_s, device < 2 ? 1 : 0 } };
+        states[device].summaries[0]
+            = { { u"conversation"_s, u"direct:alice:bob"_s }, { u"unread"_s, device < 2 ? 1 : 0 } };
     }
 
     QList<QJsonObject>& bobHolds = states[2].histories[0];
@@ -230,12 +249,11 @@ void TestChaos::theCheckerFindsEachBrokenInvariant()
 
 void TestChaos::everyRunDeliversEachMessageExactlyOnce()
 {
-    const std::optional<quint64> replay = seedFromCommandLine
-        ? seedFromCommandLine
-        : numberFromEnvironment("FERRY_CHAOS_SEED");
+    const std::optional<quint64> replay
+        = seedFromCommandLine ? seedFromCommandLine : numberFromEnvironment("FERRY_CHAOS_SEED");
     const std::optional<quint64> soakSeconds = numberFromEnvironment("FERRY_CHAOS_SECONDS");
-    const quint64 budgetSeconds = soakSeconds.value_or(
-        numberFromEnvironment("FERRY_CHAOS_BUDGET_SECONDS").value_or(90));
+    const quint64 budgetSeconds
+        = soakSeconds.value_or(numberFromEnvironment("FERRY_CHAOS_BUDGET_SECONDS").value_or(90));
     // A soak explores new seeds each time; the bounded run makes the same decisions every time.
     const quint64 baseSeed = numberFromEnvironment("FERRY_CHAOS_BASE_SEED")
                                  .value_or(soakSeconds ? QDateTime::currentMSecsSinceEpoch() : 1);
@@ -248,9 +266,10 @@ void TestChaos::everyRunDeliversEachMessageExactlyOnce()
         runSeed(*replay, true, totals);
     } else {
         qInfo("chaos: seeds from %llu for %llu s (FERRY_CHAOS_SEED=N replays one)",
-            static_cast<unsigned long long>(baseSeed), static_cast<unsigned long long>(budgetSeconds));
-        for (quint64 seed = baseSeed;
-             elapsed.elapsed() < static_cast<qint64>(budgetSeconds) * 1000; ++seed) {
+            static_cast<unsigned long long>(baseSeed),
+            static_cast<unsigned long long>(budgetSeconds));
+        for (quint64 seed = baseSeed; elapsed.elapsed() < static_cast<qint64>(budgetSeconds) * 1000;
+             ++seed) {
             runSeed(seed, false, totals);
         }
     }

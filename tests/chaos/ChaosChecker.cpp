@@ -122,8 +122,8 @@ void ChaosChecker::historiesIdentical()
             if (held != reference) {
                 report(QStringLiteral("histories-identical"),
                     where(device, conversation) + u" holds [" + held.join(u", ") + u"] but "
-                        + where(devices.first(), conversation) + u" holds ["
-                        + reference.join(u", ") + u']');
+                        + where(devices.first(), conversation) + u" holds [" + reference.join(u", ")
+                        + u']');
             }
         }
     }
@@ -138,8 +138,8 @@ void ChaosChecker::historiesInSequenceOrder()
                 const QJsonValue seq = entry.value(u"seq");
                 if (entry.contains(u"gap") || seq.isNull() || seq.toInteger() != expected) {
                     report(QStringLiteral("histories-in-sequence-order"),
-                        where(device, conversation) + u" holds " + compact(entry)
-                            + u" where seq " + QString::number(expected) + u" belongs");
+                        where(device, conversation) + u" holds " + compact(entry) + u" where seq "
+                            + QString::number(expected) + u" belongs");
                     break;
                 }
                 ++expected;
@@ -159,8 +159,9 @@ void ChaosChecker::writtenMessagesExactlyOnce()
                 report(QStringLiteral("written-messages-exactly-once"),
                     where(device, write.conversation) + u" holds \"" + write.body + u"\" "
                         + QString::number(held) + u" times; expected "
-                        + (shouldExist ? u"once" : u"never (its send was killed before it was "
-                                                   u"stored)"));
+                        + (shouldExist ? u"once"
+                                       : u"never (its send was killed before it was "
+                                         u"stored)"));
                 continue;
             }
             if (!write.confirmed()) {
@@ -204,8 +205,7 @@ void ChaosChecker::senderOrderKept()
         for (int conversation = 0; conversation < m_conversationIds.size(); ++conversation) {
             QStringList writtenOrder;
             for (const WrittenMessage& write : m_record.writes) {
-                if (write.device == writer && write.conversation == conversation
-                    && exists(write)) {
+                if (write.device == writer && write.conversation == conversation && exists(write)) {
                     writtenOrder.append(write.body);
                 }
             }
@@ -277,7 +277,8 @@ void ChaosChecker::readStateAgrees()
 
 bool ChaosChecker::exists(const WrittenMessage& write) const
 {
-    return write.confirmed() || countBody(historyOf(write.device, write.conversation), write.body) > 0;
+    return write.confirmed()
+        || countBody(historyOf(write.device, write.conversation), write.body) > 0;
 }
 
 const QList<QJsonObject>& ChaosChecker::historyOf(int device, int conversation) const

@@ -26,6 +26,9 @@ namespace {
     // receipts for it go back, and those receipts reach the writer's other devices.
     constexpr int SettleRounds = 3;
     constexpr int SyncAttempts = 3;
+    // All final syncs together take seconds; a server that stopped answering must not make
+    // them take 3 rounds x 12 devices x 3 attempts x the sync timeout.
+    constexpr int SettleBudgetMs = 120'000;
 
     QList<QJsonObject> jsonLines(const QString& text)
     {
@@ -179,8 +182,8 @@ Result<Done> ChaosExecutor::setUp()
     // stage, not the play.
     QList<bool> registered(m_scenario.users.size(), false);
     for (const DeviceSpec& spec : m_scenario.devices) {
-        auto device = std::make_unique<Device>(
-            spec, QDir(m_rootDir).filePath(spec.name), m_server->port());
+        auto device
+            = std::make_unique<Device>(spec, QDir(m_rootDir).filePath(spec.name), m_server->port());
         device->ctl.setServerUrl(m_server->url());
         const QString user = m_scenario.users[spec.user];
         const CtlRun joined = registered[spec.user] ? device->ctl.login(user, spec.name)
@@ -203,8 +206,9 @@ Result<Done> ChaosExecutor::setUp()
         }
         const auto creator = std::find_if(m_devices.begin(), m_devices.end(),
             [&](const auto& device) { return device->spec.user == conversation.members[0]; });
-        const CtlRun created = (*creator)->ctl.run({ QStringLiteral("group"), QStringLiteral("create"),
-            conversation.title, QStringLiteral("--members"), members.mid(1).join(u',') });
+        const CtlRun created
+            = (*creator)->ctl.run({ QStringLiteral("group"), QStringLiteral("create"),
+                conversation.title, QStringLiteral("--members"), members.mid(1).join(u',') });
         if (!created.ok()) {
             return Error { QStringLiteral("ferryctl"), created.describe() };
         }
@@ -315,7 +319,8 @@ void ChaosExecutor::sync(const Step& step)
         restartServer(hit, step.downMs);
     }
     if (!waitTurningEvents(*process, timeoutS * 1000 + ProcessGraceMs)) {
-        qCWarning(lcChaos, "%s: sync did not end within its timeout; killed", qPrintable(device.spec.name));
+        qCWarning(lcChaos, "%s: sync did not end within its timeout; killed",
+            qPrintable(device.spec.name));
         process->kill();
         process->waitForFinished(ProcessGraceMs);
     }
@@ -440,19 +445,24 @@ void ChaosExecutor::settle()
         return;
     }
 
+    QElapsedTimer settling;
+    settling.start();
     for (int round = 1; round <= SettleRounds; ++round) {
         for (int index = 0; index < static_cast<int>(m_devices.size()); ++index) {
             const Device& device = *m_devices[index];
             CtlRun synced;
-            for (int attempt = 1; attempt <= SyncAttempts && !synced.ok(); ++attempt) {
+            synced.err = QStringLiteral("not tried: the final syncs ran out of time");
+            for (int attempt = 1;
+                 attempt <= SyncAttempts && !synced.ok() && settling.elapsed() < SettleBudgetMs;
+                 ++attempt) {
                 synced = runTurningEvents(device.ctl,
                     { QStringLiteral("sync"), QStringLiteral("--timeout"),
                         QString::number(SyncTimeoutS) },
                     SyncTimeoutS * 1000 + ProcessGraceMs);
             }
             if (!synced.ok()) {
-                m_record.unsyncedDevices.insert(index,
-                    u"round " + QString::number(round) + u": " + synced.describe());
+                m_record.unsyncedDevices.insert(
+                    index, u"round " + QString::number(round) + u": " + synced.describe());
             }
         }
     }
@@ -475,7 +485,8 @@ QList<DeviceState> ChaosExecutor::collect() const
 
         const CtlRun summaries
             = device->ctl.run({ QStringLiteral("--json"), QStringLiteral("conversations") });
-        const CtlRun outbox = device->ctl.run({ QStringLiteral("--json"), QStringLiteral("outbox") });
+        const CtlRun outbox
+            = device->ctl.run({ QStringLiteral("--json"), QStringLiteral("outbox") });
         if (!summaries.ok() || !outbox.ok()) {
             state.readError += (summaries.ok() ? outbox : summaries).describe() + u'\n';
         }

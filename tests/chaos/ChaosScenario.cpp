@@ -57,7 +57,10 @@ namespace {
             return index - 1;
         }
 
-        template <typename T> const T& pick(const QList<T>& list) { return list[below(list.size())]; }
+        template <typename T> const T& pick(const QList<T>& list)
+        {
+            return list[below(list.size())];
+        }
 
     private:
         std::mt19937_64 m_engine;
