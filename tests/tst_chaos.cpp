@@ -114,6 +114,7 @@ enum class Damage {
     UnreadDisagrees,
     KilledSendReachedOnlyItsWriter,
     FinalSyncFailed,
+    SendFailedUnhit,
 };
 
 QJsonObject entry(
@@ -163,6 +164,8 @@ void TestChaos::theCheckerFindsEachBrokenInvariant_data()
     QTest::newRow("a killed send's message reached only its writer")
         << Damage::KilledSendReachedOnlyItsWriter << u"written-messages-exactly-once"_s;
     QTest::newRow("a final sync failed") << Damage::FinalSyncFailed << u"every-device-synced"_s;
+    QTest::newRow("a send failed with no fault to blame")
+        << Damage::SendFailedUnhit << u"unfaulted-sends-succeeded"_s;
 }
 
 void TestChaos::theCheckerFindsEachBrokenInvariant()
@@ -228,6 +231,9 @@ void TestChaos::theCheckerFindsEachBrokenInvariant()
         break;
     case Damage::FinalSyncFailed:
         record.unsyncedDevices.insert(1, u"timed out"_s);
+        break;
+    case Damage::SendFailedUnhit:
+        record.failedSends.append(u"alice-2: database is locked"_s);
         break;
     }
 

@@ -55,6 +55,7 @@ ChaosChecker::ChaosChecker(const Scenario& scenario, const QStringList& conversa
 QList<Violation> ChaosChecker::check()
 {
     m_violations.clear();
+    unfaultedSendsSucceeded();
     everyDeviceSynced();
     outboxesDrained();
     historiesIdentical();
@@ -86,6 +87,13 @@ MessageTally ChaosChecker::tally() const
         }
     }
     return tally;
+}
+
+void ChaosChecker::unfaultedSendsSucceeded()
+{
+    for (const QString& failure : m_record.failedSends) {
+        report(QStringLiteral("unfaulted-sends-succeeded"), failure);
+    }
 }
 
 void ChaosChecker::everyDeviceSynced()

@@ -35,6 +35,8 @@ public:
     MessageTally tally() const;
 
 private:
+    /// Every send that no fault hit printed its message's id.
+    void unfaultedSendsSucceeded();
     /// Every device finished its final syncs and could be read.
     void everyDeviceSynced();
     /// No device has anything queued or failed left.

@@ -277,7 +277,8 @@ void ChaosExecutor::sendOne(const Step& step, bool killed)
 
     std::unique_ptr<QProcess> process = device.ctl.start({ QStringLiteral("--json"),
         QStringLiteral("send"), m_conversationIds[step.conversation], message.body });
-    if (killed && killAfter(*process, step.delayMs)) {
+    const bool hit = killed && killAfter(*process, step.delayMs);
+    if (hit) {
         countFault(FaultKind::ClientKilledDuringSend);
     }
     if (!waitTurningEvents(*process, ProcessGraceMs)) {
@@ -290,6 +291,11 @@ void ChaosExecutor::sendOne(const Step& step, bool killed)
         if (!printed.isEmpty()) {
             message.id = printed.first().value(QStringLiteral("id")).toString();
         }
+    }
+    if (!hit && !message.confirmed()) {
+        m_record.failedSends.append(device.spec.name + u": send \"" + message.body
+            + u"\" exited with " + QString::number(process->exitCode()) + u": "
+            + QString::fromUtf8(process->readAllStandardError()).trimmed());
     }
     m_record.writes.append(message);
 }

@@ -43,6 +43,8 @@ struct RunRecord {
     int serverRestarts = 0;
     /// Devices whose final sync did not succeed within its retries, with why.
     QMap<int, QString> unsyncedDevices;
+    /// Sends that failed although no fault hit them: writing works offline, so none may.
+    QStringList failedSends;
     /// Something the executor itself could not do (the server would not start): the run proves
     /// nothing and is reported as an error, not as a violation of an invariant.
     QString setupError;
