@@ -56,6 +56,8 @@ struct Totals {
         messages.confirmed += tally.confirmed;
         messages.unconfirmedStored += tally.unconfirmedStored;
         messages.unconfirmedAbsent += tally.unconfirmedAbsent;
+        messages.cancelled += tally.cancelled;
+        messages.cancelledButSent += tally.cancelledButSent;
         messages.sequenced += tally.sequenced;
         readMarks += record.readMarks;
         serverRestarts += record.serverRestarts;
@@ -77,7 +79,9 @@ QString describeMessages(const MessageTally& tally)
 {
     return QString::number(tally.written) + u" written (" + QString::number(tally.confirmed)
         + u" confirmed, " + QString::number(tally.unconfirmedStored) + u" killed but stored, "
-        + QString::number(tally.unconfirmedAbsent) + u" killed before stored), "
+        + QString::number(tally.unconfirmedAbsent) + u" killed before stored, "
+        + QString::number(tally.cancelled) + u" cancelled, "
+        + QString::number(tally.cancelledButSent) + u" cancelled too late), "
         + QString::number(tally.sequenced) + u" acknowledged";
 }
 
@@ -115,6 +119,7 @@ enum class Damage {
     KilledSendReachedOnlyItsWriter,
     FinalSyncFailed,
     SendFailedUnhit,
+    CancelledMessageReachedSome,
 };
 
 QJsonObject entry(
@@ -164,6 +169,8 @@ void TestChaos::theCheckerFindsEachBrokenInvariant_data()
     QTest::newRow("a killed send's message reached only its writer")
         << Damage::KilledSendReachedOnlyItsWriter << u"written-messages-exactly-once"_s;
     QTest::newRow("a final sync failed") << Damage::FinalSyncFailed << u"every-device-synced"_s;
+    QTest::newRow("a cancelled message reached some devices only")
+        << Damage::CancelledMessageReachedSome << u"written-messages-exactly-once"_s;
     QTest::newRow("a send failed with no fault to blame")
         << Damage::SendFailedUnhit << u"unfaulted-sends-succeeded"_s;
 }
@@ -231,6 +238,11 @@ void TestChaos::theCheckerFindsEachBrokenInvariant()
         break;
     case Damage::FinalSyncFailed:
         record.unsyncedDevices.insert(1, u"timed out"_s);
+        break;
+    case Damage::CancelledMessageReachedSome:
+        // Cancelled after the server had it: it stays with alice-1 and bob-1, not alice-2.
+        record.writes[1].cancelled = true;
+        states[1].histories[0].removeAt(1);
         break;
     case Damage::SendFailedUnhit:
         record.failedSends.append(u"alice-2: database is locked"_s);

@@ -72,7 +72,9 @@ MessageTally ChaosChecker::tally() const
     MessageTally tally;
     for (const WrittenMessage& write : m_record.writes) {
         ++tally.written;
-        if (write.confirmed()) {
+        if (write.cancelled) {
+            ++(exists(write) ? tally.cancelledButSent : tally.cancelled);
+        } else if (write.confirmed()) {
             ++tally.confirmed;
         } else if (exists(write)) {
             ++tally.unconfirmedStored;
@@ -168,8 +170,8 @@ void ChaosChecker::writtenMessagesExactlyOnce()
                     where(device, write.conversation) + u" holds \"" + write.body + u"\" "
                         + QString::number(held) + u" times; expected "
                         + (shouldExist ? u"once"
-                                       : u"never (its send was killed before it was "
-                                         u"stored)"));
+                                       : u"never (its send was killed before it was stored, or "
+                                         u"it was cancelled before it was sent)"));
                 continue;
             }
             if (!write.confirmed()) {
@@ -285,7 +287,7 @@ void ChaosChecker::readStateAgrees()
 
 bool ChaosChecker::exists(const WrittenMessage& write) const
 {
-    return write.confirmed()
+    return write.certain()
         || countBody(historyOf(write.device, write.conversation), write.body) > 0;
 }
 

@@ -21,6 +21,8 @@ struct MessageTally {
     int confirmed = 0; ///< sends that printed their id
     int unconfirmedStored = 0; ///< sends killed before printing, whose message exists anyway
     int unconfirmedAbsent = 0; ///< sends killed before the message was stored
+    int cancelled = 0; ///< cancelled before they were sent
+    int cancelledButSent = 0; ///< cancelled, but the server had them already
     int sequenced = 0; ///< messages that hold a seq at the end (acknowledged or settled)
 };
 

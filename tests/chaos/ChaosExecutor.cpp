@@ -250,6 +250,9 @@ void ChaosExecutor::execute(const Step& step)
     case Step::Action::MarkRead:
         markRead(step);
         break;
+    case Step::Action::Cancel:
+        cancel(step);
+        break;
     case Step::Action::RestartServer:
         restartServer(step.processFault, step.downMs);
         break;
@@ -369,6 +372,26 @@ void ChaosExecutor::markRead(const Step& step)
     // A device that holds nothing of the conversation yet has nothing to mark.
     if (read.ok()) {
         ++m_record.readMarks;
+    }
+}
+
+void ChaosExecutor::cancel(const Step& step)
+{
+    for (auto write = m_record.writes.rbegin(); write != m_record.writes.rend(); ++write) {
+        if (write->device != step.device || !write->confirmed()) {
+            continue;
+        }
+        if (write->cancelled) {
+            return;
+        }
+        const CtlRun cancelled = runTurningEvents(m_devices[step.device]->ctl,
+            { QStringLiteral("outbox"), QStringLiteral("cancel"), write->id }, ProcessGraceMs);
+        // Exit 2: no longer queued, it was sent already and stays.
+        if (cancelled.ok()) {
+            write->cancelled = true;
+            ++m_record.cancels;
+        }
+        return;
     }
 }
 

@@ -31,7 +31,11 @@ struct WrittenMessage {
     int conversation = -1;
     QString body;
     QString id; ///< as `send` printed it; empty when the send was killed first
+    bool cancelled = false; ///< `outbox cancel` succeeded for it
     bool confirmed() const { return !id.isEmpty(); }
+    /// Whether the message must exist: its send printed its id and it was not cancelled. If not,
+    /// it may exist, and then everywhere.
+    bool certain() const { return confirmed() && !cancelled; }
 };
 
 /// What the executor did: the ledger the checker compares the devices against, and figures.
@@ -40,6 +44,7 @@ struct RunRecord {
     QMap<FaultKind, int> faultsInjected; ///< faults that hit something (a kill of a running
                                          ///< process, a planned link fault a connection took)
     int readMarks = 0;
+    int cancels = 0; ///< `outbox cancel` runs that removed a message
     int serverRestarts = 0;
     /// Devices whose final sync did not succeed within its retries, with why.
     QMap<int, QString> unsyncedDevices;
@@ -91,6 +96,7 @@ private:
     void startListening(const Step& step);
     void stopListening(const Step& step);
     void markRead(const Step& step);
+    void cancel(const Step& step);
     void restartServer(FaultKind how, int downMs);
 
     /// Plans the device's next connections and counts the planned faults once taken.

@@ -144,7 +144,7 @@ namespace {
             step.device = dice.below(deviceCount);
             const QList<int> ownConversations
                 = scenario.conversationsOf(scenario.devices[step.device].user);
-            switch (dice.weighted({ 40, 18, 8, 6, 6, 5, 6 })) {
+            switch (dice.weighted({ 40, 18, 8, 6, 6, 5, 6, 4 })) {
             case 0:
                 step.action = Step::Action::Send;
                 step.conversation = dice.pick(ownConversations);
@@ -214,6 +214,9 @@ namespace {
                     = dice.chance(50) ? FaultKind::ServerKilled : FaultKind::ServerTerminated;
                 step.downMs = dice.between(100, 1500);
                 break;
+            case 7:
+                step.action = Step::Action::Cancel;
+                break;
             default:
                 step.action = Step::Action::Wait;
                 step.device = -1;
@@ -258,8 +261,8 @@ QString LinkFault::describe() const
 
 QString Step::describe(const QStringList& deviceNames) const
 {
-    static const char* const ActionNames[]
-        = { "send", "sync", "listen", "stop-listening", "read", "restart-server", "wait" };
+    static const char* const ActionNames[] = { "send", "sync", "listen", "stop-listening", "read",
+        "cancel", "restart-server", "wait" };
     QString text = QString::fromLatin1(ActionNames[static_cast<int>(action)]);
     if (device >= 0) {
         text += u' ' + deviceNames.value(device);

@@ -68,6 +68,9 @@ struct Step {
         StartListening, ///< `ferryctl listen` on `device` in the background
         StopListening, ///< ends the device's listen: SIGTERM, or SIGKILL (a crash)
         MarkRead, ///< `ferryctl read` on `device` for `conversation`
+        /// `ferryctl outbox cancel` of the device's latest message: it may already be on its way,
+        /// so it is delivered to everyone or to no one
+        Cancel,
         RestartServer, ///< SIGKILL or SIGTERM of the server, down for `downMs`, started again
         Wait, ///< lets background listens work for `downMs`
     };
