@@ -26,6 +26,8 @@ using namespace Qt::StringLiterals;
 
 namespace {
 
+constexpr quint64 DefaultBudgetSeconds = 90;
+
 // Set by main() from --seed N.
 std::optional<quint64> seedFromCommandLine;
 
@@ -270,8 +272,8 @@ void TestChaos::everyRunDeliversEachMessageExactlyOnce()
     const std::optional<quint64> replay
         = seedFromCommandLine ? seedFromCommandLine : numberFromEnvironment("FERRY_CHAOS_SEED");
     const std::optional<quint64> soakSeconds = numberFromEnvironment("FERRY_CHAOS_SECONDS");
-    const quint64 budgetSeconds
-        = soakSeconds.value_or(numberFromEnvironment("FERRY_CHAOS_BUDGET_SECONDS").value_or(90));
+    const quint64 budgetSeconds = soakSeconds.value_or(
+        numberFromEnvironment("FERRY_CHAOS_BUDGET_SECONDS").value_or(DefaultBudgetSeconds));
     // A soak explores new seeds each time; the bounded run makes the same decisions every time.
     const quint64 baseSeed = numberFromEnvironment("FERRY_CHAOS_BASE_SEED")
                                  .value_or(soakSeconds ? QDateTime::currentMSecsSinceEpoch() : 1);
@@ -374,6 +376,15 @@ int main(int argc, char** argv)
             continue;
         }
         testArguments.append(argv[i]);
+    }
+    // Qt Test ends a test function after 5 minutes, and a soak runs longer on purpose: its
+    // bound is its budget, and each run's every wait is bounded. ctest's TIMEOUT bounds the rest.
+    if (!qEnvironmentVariableIsSet("QTEST_FUNCTION_TIMEOUT")) {
+        const quint64 budgetSeconds
+            = numberFromEnvironment("FERRY_CHAOS_SECONDS")
+                  .value_or(numberFromEnvironment("FERRY_CHAOS_BUDGET_SECONDS")
+                                .value_or(DefaultBudgetSeconds));
+        qputenv("QTEST_FUNCTION_TIMEOUT", QByteArray::number((budgetSeconds + 900) * 1000));
     }
     QCoreApplication application(argc, argv);
     TestChaos test;
