@@ -122,6 +122,7 @@ enum class Damage {
     FinalSyncFailed,
     SendFailedUnhit,
     CancelledMessageReachedSome,
+    ServerDiedOnSigterm,
 };
 
 QJsonObject entry(
@@ -173,6 +174,8 @@ void TestChaos::theCheckerFindsEachBrokenInvariant_data()
     QTest::newRow("a final sync failed") << Damage::FinalSyncFailed << u"every-device-synced"_s;
     QTest::newRow("a cancelled message reached some devices only")
         << Damage::CancelledMessageReachedSome << u"written-messages-exactly-once"_s;
+    QTest::newRow("the server died of a SIGTERM")
+        << Damage::ServerDiedOnSigterm << u"server-stopped-cleanly"_s;
     QTest::newRow("a send failed with no fault to blame")
         << Damage::SendFailedUnhit << u"unfaulted-sends-succeeded"_s;
 }
@@ -245,6 +248,9 @@ void TestChaos::theCheckerFindsEachBrokenInvariant()
         // Cancelled after the server had it: it stays with alice-1 and bob-1, not alice-2.
         record.writes[1].cancelled = true;
         states[1].histories[0].removeAt(1);
+        break;
+    case Damage::ServerDiedOnSigterm:
+        record.uncleanServerStops.append(u"the server ended with status 1 and code 15"_s);
         break;
     case Damage::SendFailedUnhit:
         record.failedSends.append(u"alice-2: database is locked"_s);

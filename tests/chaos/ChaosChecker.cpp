@@ -56,6 +56,7 @@ QList<Violation> ChaosChecker::check()
 {
     m_violations.clear();
     unfaultedSendsSucceeded();
+    serverStoppedCleanly();
     everyDeviceSynced();
     outboxesDrained();
     historiesIdentical();
@@ -95,6 +96,13 @@ void ChaosChecker::unfaultedSendsSucceeded()
 {
     for (const QString& failure : m_record.failedSends) {
         report(QStringLiteral("unfaulted-sends-succeeded"), failure);
+    }
+}
+
+void ChaosChecker::serverStoppedCleanly()
+{
+    for (const QString& failure : m_record.uncleanServerStops) {
+        report(QStringLiteral("server-stopped-cleanly"), failure);
     }
 }
 

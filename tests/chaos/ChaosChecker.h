@@ -39,6 +39,8 @@ public:
 private:
     /// Every send that no fault hit printed its message's id.
     void unfaultedSendsSucceeded();
+    /// Every SIGTERM of the server ended in a clean exit 0, as docs/server.md promises.
+    void serverStoppedCleanly();
     /// Every device finished its final syncs and could be read.
     void everyDeviceSynced();
     /// No device has anything queued or failed left.

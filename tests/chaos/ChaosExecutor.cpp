@@ -408,7 +408,7 @@ void ChaosExecutor::restartServer(FaultKind how, int downMs)
         m_server->requestStop();
         // Turning events: clients behind the proxies answer the server's close frames.
         if (!m_server->waitForStopped()) {
-            qCWarning(lcChaos, "server stop: %s", qPrintable(m_server->errorString()));
+            m_record.uncleanServerStops.append(m_server->errorString());
         }
     }
     pauseTurningEvents(downMs);

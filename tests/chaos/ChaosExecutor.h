@@ -50,6 +50,8 @@ struct RunRecord {
     QMap<int, QString> unsyncedDevices;
     /// Sends that failed although no fault hit them: writing works offline, so none may.
     QStringList failedSends;
+    /// SIGTERMs of the server that did not end in a clean exit 0, with how it ended instead.
+    QStringList uncleanServerStops;
     /// Something the executor itself could not do (the server would not start): the run proves
     /// nothing and is reported as an error, not as a violation of an invariant.
     QString setupError;
