@@ -341,6 +341,7 @@ int TestChaos::runSeed(quint64 seed, bool printSteps, Totals& totals)
     QList<Violation> violations;
     if (!record.setupError.isEmpty()) {
         violations.append({ u"run-completed"_s, record.setupError });
+        totals.add(record, MessageTally {}, 1);
     } else {
         const QList<DeviceState> states = executor.collect();
         ChaosChecker checker(scenario, executor.conversationIds(), record, states);
