@@ -41,6 +41,12 @@ int main(int argc, char* argv[])
     QCoreApplication app(argc, argv);
     QCoreApplication::setApplicationName(QStringLiteral("ferry-server"));
     QCoreApplication::setApplicationVersion(QStringLiteral(FERRY_VERSION));
+    // Installed first: a SIGTERM that arrives while the server starts waits in the watcher's
+    // pipe until the event loop runs, and then stops the server cleanly. Installed after the
+    // ready line, as it once was, a supervisor's SIGTERM right after that line could still meet
+    // the default action and kill the server mid-start (found by tst_chaos;
+    // tst_server_stop_at_once).
+    UnixSignalWatcher signalWatcher;
 
     Result<ServerConfig> config = parseServerConfig(app);
     if (!config) {
@@ -72,7 +78,6 @@ int main(int argc, char* argv[])
     std::printf("ferry-server listening on %s\n", qPrintable(server.url().toString()));
     std::fflush(stdout);
 
-    UnixSignalWatcher signalWatcher;
     QObject::connect(&signalWatcher, &UnixSignalWatcher::terminationRequested, &server,
         [&server](int number) {
             qCInfo(lcServer) << "Signal" << number << "received, shutting down";
