@@ -51,6 +51,18 @@ namespace {
             return ProxyFault::cutAfterFrames(link.frames);
         case LinkFault::Mode::Stall:
             return ProxyFault::stall();
+        case LinkFault::Mode::CutAfterSendAck:
+            return ProxyFault::cutAfterSendAck(link.frames);
+        case LinkFault::Mode::Delay:
+            return ProxyFault::delay(link.delayMs, link.jitterMs);
+        case LinkFault::Mode::DuplicateSend:
+            return ProxyFault::duplicateClientFrame(QStringLiteral("send"), link.frames);
+        case LinkFault::Mode::DuplicateEvents:
+            return ProxyFault::duplicateServerFrame(QStringLiteral("events"), link.frames);
+        case LinkFault::Mode::RefuseHandshake:
+            return ProxyFault::refuseHandshake(503);
+        case LinkFault::Mode::CloseAtOnce:
+            return ProxyFault::closeAtOnce();
         case LinkFault::Mode::Pass:
             break;
         }

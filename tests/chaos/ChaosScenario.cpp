@@ -7,10 +7,16 @@ namespace ferry::test::chaos {
 
 namespace {
 
-    constexpr std::array<FaultKindInfo, 10> FaultTable { {
+    constexpr std::array<FaultKindInfo, 16> FaultTable { {
         { FaultKind::LinkCutBeforeSendAck, "link-cut-before-send-ack", true },
         { FaultKind::LinkCutAfterFrames, "link-cut-after-frames", true },
         { FaultKind::LinkStall, "link-stall", true },
+        { FaultKind::LinkCutAfterSendAck, "link-cut-after-send-ack", true },
+        { FaultKind::LinkDelayed, "link-delayed", true },
+        { FaultKind::LinkDuplicatedSend, "link-duplicated-send", true },
+        { FaultKind::LinkDuplicatedEvents, "link-duplicated-events", true },
+        { FaultKind::LinkHandshakeRefused, "link-handshake-refused", true },
+        { FaultKind::LinkClosedAtOnce, "link-closed-at-once", true },
         { FaultKind::ClientKilledDuringSend, "client-killed-during-send", false },
         { FaultKind::ClientKilledDuringSync, "client-killed-during-sync", false },
         { FaultKind::ClientKilledWhileListening, "client-killed-while-listening", false },
@@ -72,14 +78,43 @@ namespace {
         if (!dice.chance(faultPercent)) {
             return {};
         }
-        switch (dice.weighted({ 4, 4, 1 })) {
+        LinkFault fault;
+        switch (dice.weighted({ 4, 4, 1, 3, 2, 2, 2, 1, 1 })) {
         case 0:
-            return { LinkFault::Mode::CutBeforeSendAck, 0 };
+            fault.mode = LinkFault::Mode::CutBeforeSendAck;
+            break;
         case 1:
-            return { LinkFault::Mode::CutAfterFrames, dice.between(0, 6) };
+            fault.mode = LinkFault::Mode::CutAfterFrames;
+            fault.frames = dice.between(0, 6);
+            break;
+        case 2:
+            fault.mode = LinkFault::Mode::Stall;
+            break;
+        case 3:
+            fault.mode = LinkFault::Mode::CutAfterSendAck;
+            fault.frames = dice.between(1, 3);
+            break;
+        case 4:
+            fault.mode = LinkFault::Mode::Delay;
+            fault.delayMs = dice.between(2, 30);
+            fault.jitterMs = dice.between(0, 50);
+            break;
+        case 5:
+            fault.mode = LinkFault::Mode::DuplicateSend;
+            fault.frames = dice.between(1, 2);
+            break;
+        case 6:
+            fault.mode = LinkFault::Mode::DuplicateEvents;
+            fault.frames = dice.between(1, 2);
+            break;
+        case 7:
+            fault.mode = LinkFault::Mode::RefuseHandshake;
+            break;
         default:
-            return { LinkFault::Mode::Stall, 0 };
+            fault.mode = LinkFault::Mode::CloseAtOnce;
+            break;
         }
+        return fault;
     }
 
     QList<LinkFault> drawLinkFaults(Dice& dice)
@@ -243,6 +278,18 @@ FaultKind LinkFault::kind() const
         return FaultKind::LinkCutBeforeSendAck;
     case Mode::CutAfterFrames:
         return FaultKind::LinkCutAfterFrames;
+    case Mode::CutAfterSendAck:
+        return FaultKind::LinkCutAfterSendAck;
+    case Mode::Delay:
+        return FaultKind::LinkDelayed;
+    case Mode::DuplicateSend:
+        return FaultKind::LinkDuplicatedSend;
+    case Mode::DuplicateEvents:
+        return FaultKind::LinkDuplicatedEvents;
+    case Mode::RefuseHandshake:
+        return FaultKind::LinkHandshakeRefused;
+    case Mode::CloseAtOnce:
+        return FaultKind::LinkClosedAtOnce;
     case Mode::Stall:
     case Mode::Pass:
         break;
@@ -255,8 +302,18 @@ QString LinkFault::describe() const
     if (!isFault()) {
         return QStringLiteral("pass");
     }
-    return mode == Mode::CutAfterFrames ? faultName(kind()) + u'(' + QString::number(frames) + u')'
-                                        : faultName(kind());
+    switch (mode) {
+    case Mode::CutAfterFrames:
+    case Mode::CutAfterSendAck:
+    case Mode::DuplicateSend:
+    case Mode::DuplicateEvents:
+        return faultName(kind()) + u'(' + QString::number(frames) + u')';
+    case Mode::Delay:
+        return faultName(kind()) + u'(' + QString::number(delayMs) + u'+'
+            + QString::number(jitterMs) + u" ms)";
+    default:
+        return faultName(kind());
+    }
 }
 
 QString Step::describe(const QStringList& deviceNames) const

@@ -15,6 +15,12 @@ enum class FaultKind {
     LinkCutBeforeSendAck,
     LinkCutAfterFrames,
     LinkStall,
+    LinkCutAfterSendAck,
+    LinkDelayed, ///< every frame held a few ms plus jitter, both ways
+    LinkDuplicatedSend, ///< the client's nth "send" frame reaches the server twice
+    LinkDuplicatedEvents, ///< the server's nth "events" batch reaches the client twice
+    LinkHandshakeRefused, ///< the HTTP upgrade answered with 503
+    LinkClosedAtOnce, ///< the TCP connection accepted and closed before a byte is read
     // Process faults.
     ClientKilledDuringSend, ///< SIGKILL of `ferryctl send` at a random moment
     ClientKilledDuringSync, ///< SIGKILL of `ferryctl sync` at a random moment
@@ -38,9 +44,22 @@ QString faultName(FaultKind kind);
 
 /// What the device's proxy does to one connection. Pass is no fault.
 struct LinkFault {
-    enum class Mode { Pass, CutBeforeSendAck, CutAfterFrames, Stall };
+    enum class Mode {
+        Pass,
+        CutBeforeSendAck,
+        CutAfterFrames,
+        Stall,
+        CutAfterSendAck,
+        Delay,
+        DuplicateSend,
+        DuplicateEvents,
+        RefuseHandshake,
+        CloseAtOnce,
+    };
     Mode mode = Mode::Pass;
-    int frames = 0; ///< for CutAfterFrames
+    int frames = 0; ///< for CutAfterFrames; the nth frame for CutAfterSendAck and the duplicates
+    int delayMs = 0; ///< for Delay
+    int jitterMs = 0; ///< for Delay
 
     bool isFault() const { return mode != Mode::Pass; }
     FaultKind kind() const;
