@@ -124,6 +124,20 @@ namespace {
             { QStringLiteral("request-burst"),
                 QStringLiteral("Requests one connection may make in a burst (1000)."),
                 QStringLiteral("n"), number(&ServerConfig::requestBurst, 1, 1e7) },
+            { QStringLiteral("password-cost"),
+                QStringLiteral("Argon2id cost of new password hashes: interactive, or minimal "
+                               "for tests and benchmarks only (interactive)."),
+                QStringLiteral("cost"),
+                [](ServerConfig& c, const QString& v) {
+                    if (v == u"interactive") {
+                        c.passwordCost = Credentials::PasswordCost::Interactive;
+                    } else if (v == u"minimal") {
+                        c.passwordCost = Credentials::PasswordCost::Minimal;
+                    } else {
+                        return false;
+                    }
+                    return true;
+                } },
         };
     }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "core/Result.h"
+#include "server-stub/Credentials.h"
 
 #include <QHostAddress>
 #include <QString>
@@ -33,6 +34,9 @@ struct ServerConfig {
 
     double requestRate = 100.0;     ///< requests per second a connection may sustain
     double requestBurst = 1000.0;   ///< and in a burst (an offline backlog drains in one)
+
+    /// Argon2id cost of new password hashes; Minimal only for tests and benchmarks.
+    Credentials::PasswordCost passwordCost = Credentials::PasswordCost::Interactive;
 };
 
 /// Reads the command line (and the --config file it may name) into a ServerConfig. Prints help

@@ -38,6 +38,11 @@ int main(int argc, char* argv[])
     if (!config) {
         return fail(config.error().message);
     }
+    if (config->passwordCost == Credentials::PasswordCost::Minimal) {
+        qCWarning(lcServer) << "Passwords are hashed at minimal cost (--password-cost=minimal):"
+                            << "for tests and benchmarks only, never for real accounts";
+    }
+    Credentials::setPasswordCost(config->passwordCost);
     if (!Credentials::initialise()) {
         return fail(QStringLiteral("libsodium could not be initialised"));
     }
