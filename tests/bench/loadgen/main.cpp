@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 using namespace ferry::bench;
@@ -26,16 +27,12 @@ Options parseOptions(int argc, char* argv[], int first)
 {
     Options options;
     for (int i = first; i < argc; ++i) {
-        std::string name = argv[i];
-        if (name.rfind("--", 0) != 0) {
+        if (std::strncmp(argv[i], "--", 2) != 0) {
             continue;
         }
-        name.erase(0, 2);
-        if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
-            options[name] = argv[++i];
-        } else {
-            options[name] = "1";
-        }
+        const std::string name = argv[i] + 2;
+        const bool hasValue = i + 1 < argc && std::strncmp(argv[i + 1], "--", 2) != 0;
+        options.insert_or_assign(name, std::string(hasValue ? argv[++i] : "1"));
     }
     return options;
 }
