@@ -831,11 +831,10 @@ void LoadWorker::checkTask(int64_t now)
         }
         return;
     case Task::Drain: {
-        static int64_t lastCheck = 0;
-        if (now - lastCheck < 20'000'000 && now <= m_taskDeadlineNs) {
+        if (now - m_lastDrainCheckNs < 20'000'000 && now <= m_taskDeadlineNs) {
             return;
         }
-        lastCheck = now;
+        m_lastDrainCheckNs = now;
         if (drained() || now > m_taskDeadlineNs) {
             replyRunResult("run");
             m_task = Task::None;

@@ -133,6 +133,7 @@ private:
     double m_rate = 0; ///< messages per second this worker offers
     int64_t m_runStartNs = 0;
     int64_t m_runEndNs = 0;
+    int64_t m_lastDrainCheckNs = 0; ///< draining is checked every 20 ms, not every turn
     uint64_t m_scheduled = 0;
     size_t m_nextSender = 0;
     uint64_t m_groupRequestId = 0;
