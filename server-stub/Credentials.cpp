@@ -7,6 +7,8 @@ namespace ferry::server::Credentials {
 namespace {
     constexpr qsizetype TokenSize = 32;
 
+    PasswordCost g_passwordCost = PasswordCost::Interactive;
+
     const QByteArray& dummyHash()
     {
         // Computed once, with the same parameters as real hashes, so verifying against it costs
@@ -15,6 +17,8 @@ namespace {
         return hash;
     }
 }
+
+void setPasswordCost(PasswordCost cost) { g_passwordCost = cost; }
 
 bool initialise()
 {
@@ -26,10 +30,14 @@ bool initialise()
 
 QByteArray hashPassword(const QByteArray& password)
 {
+    const bool minimal = g_passwordCost == PasswordCost::Minimal;
+    const unsigned long long opsLimit
+        = minimal ? crypto_pwhash_OPSLIMIT_MIN : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    const size_t memLimit
+        = minimal ? crypto_pwhash_MEMLIMIT_MIN : crypto_pwhash_MEMLIMIT_INTERACTIVE;
     char hashed[crypto_pwhash_STRBYTES];
     if (crypto_pwhash_str(hashed, password.constData(),
-            static_cast<unsigned long long>(password.size()), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-            crypto_pwhash_MEMLIMIT_INTERACTIVE)
+            static_cast<unsigned long long>(password.size()), opsLimit, memLimit)
         != 0) {
         return {};
     }

@@ -9,6 +9,14 @@ namespace ferry::server {
 /// hashPassword and verifyPassword off the event-loop thread.
 namespace Credentials {
 
+    /// The Argon2id cost of new password hashes. Minimal exists only so that load tests can
+    /// register tens of thousands of accounts; it protects no password (docs/server.md).
+    enum class PasswordCost { Interactive, Minimal };
+
+    /// Sets the cost of hashes made from now on; call it before initialise(). Verification
+    /// always uses the parameters stored in the hash, so hashes of either cost keep working.
+    void setPasswordCost(PasswordCost cost);
+
     /// Must succeed once before anything else here is used.
     bool initialise();
 

@@ -132,6 +132,20 @@ namespace {
                     c.eventDispatcher = v;
                     return v == u"epoll" || v == u"qt";
                 } },
+            { QStringLiteral("password-cost"),
+                QStringLiteral("Argon2id cost of new password hashes: interactive, or minimal "
+                               "for tests and benchmarks only (interactive)."),
+                QStringLiteral("cost"),
+                [](ServerConfig& c, const QString& v) {
+                    if (v == u"interactive") {
+                        c.passwordCost = Credentials::PasswordCost::Interactive;
+                    } else if (v == u"minimal") {
+                        c.passwordCost = Credentials::PasswordCost::Minimal;
+                    } else {
+                        return false;
+                    }
+                    return true;
+                } },
         };
     }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "core/Result.h"
+#include "server-stub/Credentials.h"
 
 #include <QHostAddress>
 #include <QString>
@@ -37,6 +38,9 @@ struct ServerConfig {
     /// "epoll" (ours, the default) or "qt" (Qt's own, for comparison). Chosen before the
     /// application object exists, so only the flag or FERRY_EVENT_DISPATCHER can set it.
     QString eventDispatcher = QStringLiteral("epoll");
+
+    /// Argon2id cost of new password hashes; Minimal only for tests and benchmarks.
+    Credentials::PasswordCost passwordCost = Credentials::PasswordCost::Interactive;
 };
 
 /// The event dispatcher named on the command line (--event-dispatcher=NAME or

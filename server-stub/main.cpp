@@ -53,6 +53,12 @@ int main(int argc, char* argv[])
         return fail(config.error().message);
     }
     qCInfo(lcServer) << "Event dispatcher:" << config->eventDispatcher;
+
+    if (config->passwordCost == Credentials::PasswordCost::Minimal) {
+        qCWarning(lcServer) << "Passwords are hashed at minimal cost (--password-cost=minimal):"
+                            << "for tests and benchmarks only, never for real accounts";
+    }
+    Credentials::setPasswordCost(config->passwordCost);
     if (!Credentials::initialise()) {
         return fail(QStringLiteral("libsodium could not be initialised"));
     }

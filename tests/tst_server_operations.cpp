@@ -285,6 +285,9 @@ void TestServerOperations::aBadSettingStopsTheServerWithAReason_data()
                                       << u"bad value for --auth-timeout: soon"_s;
     QTest::newRow("an unknown flag")
         << QString() << QStringList { u"--colour"_s, u"blue"_s } << u"colour"_s;
+    QTest::newRow("a password cost that is neither interactive nor minimal")
+        << QString() << QStringList { u"--password-cost"_s, u"fast"_s }
+        << u"bad value for --password-cost: fast"_s;
     QTest::newRow("a config file that does not exist")
         << QString() << QStringList { u"--config"_s, u"/nonexistent/ferry.ini"_s }
         << u"cannot read the config file /nonexistent/ferry.ini"_s;
