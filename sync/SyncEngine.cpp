@@ -5,16 +5,15 @@
 #include "core/Logging.h"
 #include "core/MessageId.h"
 #include "core/ProtocolText.h"
+#include "ferry.pb.h"
 #include "sync/WireConversions.h"
 
 #include <QNetworkInformation>
 #include <QWebSocket>
 
-#include <utility>
-
 #include <sodium.h>
 
-#include "ferry.pb.h"
+#include <utility>
 
 namespace ferry {
 

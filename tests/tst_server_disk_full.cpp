@@ -40,8 +40,8 @@ private Q_SLOTS:
         QVERIFY(m_root.isValid());
         m_mountPoint = m_root.filePath(u"small-disk"_s);
         QVERIFY(QDir().mkpath(m_mountPoint));
-        if (!runQuietly(u"mount"_s, { u"-t"_s, u"tmpfs"_s, u"-o"_s, u"size=4m"_s, u"tmpfs"_s,
-                m_mountPoint })) {
+        if (!runQuietly(u"mount"_s,
+                { u"-t"_s, u"tmpfs"_s, u"-o"_s, u"size=4m"_s, u"tmpfs"_s, m_mountPoint })) {
             QSKIP("mounting a 4 MiB tmpfs for the server needs root; run as root to test this");
         }
         m_mounted = true;
@@ -51,8 +51,8 @@ private Q_SLOTS:
         QVERIFY2(m_server->start(), qPrintable(m_server->errorString()));
         m_alice = std::make_unique<Ctl>(m_root.filePath(u"alice"_s), m_server->url());
         m_bob = std::make_unique<Ctl>(m_root.filePath(u"bob"_s), m_server->url());
-        for (auto [ctl, name] : { std::pair { m_alice.get(), u"alice"_s },
-                 std::pair { m_bob.get(), u"bob"_s } }) {
+        for (auto [ctl, name] :
+            { std::pair { m_alice.get(), u"alice"_s }, std::pair { m_bob.get(), u"bob"_s } }) {
             const CtlRun registered = ctl->registerUser(name, u"device"_s);
             QVERIFY2(registered.ok(), qPrintable(registered.describe()));
         }
