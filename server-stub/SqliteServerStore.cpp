@@ -423,8 +423,18 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
             continue;
         }
         Result<StoredMessageAck> stored = storeMessage(message);
-        if (!stored) {
-            rollBack.exec();
+        if (!stored && !rollBack.exec()) {
+            // SQLite rolled the whole transaction back by itself (a full disk, an I/O error),
+            // savepoint included: the messages stored so far are gone, and a savepoint taken
+            // now would start a transaction of its own that RELEASE commits. The whole batch
+            // fails, and none of it is stored.
+            const Error lost { StoreError::Storage,
+                u"the transaction of these messages was rolled back: " + stored.error().message };
+            results.clear();
+            for (qsizetype i = 0; i < messages.size(); ++i) {
+                results.append(lost);
+            }
+            return results;
         }
         release.exec();
         results.append(std::move(stored));
