@@ -7,12 +7,18 @@
 
 #include <QDateTime>
 #include <QDir>
+#include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QSqlQuery>
 #include <QUuid>
 #include <QVariant>
+
+#include <cerrno>
+#include <cstring>
+
+#include <unistd.h>
 
 namespace ferry::server {
 
@@ -221,6 +227,13 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString
 {
     if (!QDir().mkpath(dataDir)) {
         return Error { StoreError::Storage, u"could not create the data folder " + dataDir };
+    }
+    // SQLite would open a database on a read-only file system and fail later, or say only
+    // "unable to open database file" (it cannot create the WAL files there).
+    if (::access(QFile::encodeName(dataDir).constData(), W_OK) != 0) {
+        return Error { StoreError::Storage,
+            u"the data folder " + dataDir + u" is not writable: "
+                + QString::fromLocal8Bit(std::strerror(errno)) };
     }
     const QString path = QDir(dataDir).absoluteFilePath(QStringLiteral("server.db"));
     const QString connectionName

@@ -100,7 +100,33 @@ private Q_SLOTS:
         QCOMPARE(bodies.size(), Messages);
     }
 
+    void aReadOnlyDataFolderStopsTheServerAndIsLeftAsItWas()
+    {
+        const QString dataDir = m_server->dataDir();
+        QVERIFY2(m_server->stop(), qPrintable(m_server->errorString()));
+        const QByteArray before = contentsOf(QDir(dataDir).filePath(u"server.db"_s));
+        QVERIFY(!before.isEmpty());
+        QVERIFY(runQuietly(u"mount"_s, { u"-o"_s, u"remount,ro"_s, m_mountPoint }));
+
+        const ServerRun run = runServerBinary(
+            { u"--listen"_s, u"127.0.0.1:0"_s, u"--http-listen"_s, u"off"_s, u"--data"_s, dataDir },
+            5000);
+        QVERIFY(runQuietly(u"mount"_s, { u"-o"_s, u"remount,rw"_s, m_mountPoint }));
+        QVERIFY2(!run.timedOut, "the server ran on a read-only data folder");
+        QVERIFY2(run.exitCode != 0, qPrintable(run.err));
+        QVERIFY2(run.err.contains(u"is not writable"_s), qPrintable(run.err));
+        QCOMPARE(contentsOf(QDir(dataDir).filePath(u"server.db"_s)), before);
+
+        QVERIFY2(m_server->start(), qPrintable(m_server->errorString()));
+    }
+
 private:
+    static QByteArray contentsOf(const QString& path)
+    {
+        QFile file(path);
+        return file.open(QIODevice::ReadOnly) ? file.readAll() : QByteArray();
+    }
+
     void fillDisk()
     {
         QFile filler(m_filler);
