@@ -17,7 +17,6 @@
 
 #include <cerrno>
 #include <cstring>
-
 #include <unistd.h>
 
 namespace ferry::server {
