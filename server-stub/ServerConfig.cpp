@@ -216,6 +216,16 @@ Result<ServerConfig> parseServerConfig(const QCoreApplication& app)
             }
         }
     }
+    // main() installed the dispatcher this variable names before the configuration was read;
+    // reading it here too makes a bad name stop the server and the log name the one in use.
+    const QString dispatcherFromEnvironment = qEnvironmentVariable("FERRY_EVENT_DISPATCHER");
+    if (!dispatcherFromEnvironment.isEmpty() && !parser.isSet(QStringLiteral("event-dispatcher"))) {
+        config.eventDispatcher = dispatcherFromEnvironment;
+        if (config.eventDispatcher != u"epoll" && config.eventDispatcher != u"qt") {
+            return Error { QStringLiteral("config"),
+                u"bad value for FERRY_EVENT_DISPATCHER: " + dispatcherFromEnvironment };
+        }
+    }
     for (const Setting& setting : all) {
         if (parser.isSet(setting.name) && !setting.apply(config, parser.value(setting.name))) {
             return Error { QStringLiteral("config"),

@@ -7,12 +7,17 @@
 
 #include <QDateTime>
 #include <QDir>
+#include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QSqlQuery>
 #include <QUuid>
 #include <QVariant>
+
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
 
 namespace ferry::server {
 
@@ -222,6 +227,13 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString
     if (!QDir().mkpath(dataDir)) {
         return Error { StoreError::Storage, u"could not create the data folder " + dataDir };
     }
+    // SQLite would open a database on a read-only file system and fail later, or say only
+    // "unable to open database file" (it cannot create the WAL files there).
+    if (::access(QFile::encodeName(dataDir).constData(), W_OK) != 0) {
+        return Error { StoreError::Storage,
+            u"the data folder " + dataDir + u" is not writable: "
+                + QString::fromLocal8Bit(std::strerror(errno)) };
+    }
     const QString path = QDir(dataDir).absoluteFilePath(QStringLiteral("server.db"));
     const QString connectionName
         = u"ferry-server-store-" + QUuid::createUuid().toString(QUuid::WithoutBraces);
@@ -423,8 +435,18 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
             continue;
         }
         Result<StoredMessageAck> stored = storeMessage(message);
-        if (!stored) {
-            rollBack.exec();
+        if (!stored && !rollBack.exec()) {
+            // SQLite rolled the whole transaction back by itself (a full disk, an I/O error),
+            // savepoint included: the messages stored so far are gone, and a savepoint taken
+            // now would start a transaction of its own that RELEASE commits. The whole batch
+            // fails, and none of it is stored.
+            const Error lost { StoreError::Storage,
+                u"the transaction of these messages was rolled back: " + stored.error().message };
+            results.clear();
+            for (qsizetype i = 0; i < messages.size(); ++i) {
+                results.append(lost);
+            }
+            return results;
         }
         release.exec();
         results.append(std::move(stored));

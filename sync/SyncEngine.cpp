@@ -5,6 +5,7 @@
 #include "core/Logging.h"
 #include "core/MessageId.h"
 #include "core/ProtocolText.h"
+#include "ferry.pb.h"
 #include "sync/WireConversions.h"
 
 #include <QNetworkInformation>
@@ -12,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "ferry.pb.h"
+#include <utility>
 
 namespace ferry {
 
@@ -273,7 +274,10 @@ void SyncEngine::handleSocketStateChanged()
 
 void SyncEngine::handleDisconnected()
 {
-    QString reason = m_socket->closeReason();
+    QString reason = std::exchange(m_abortReason, {});
+    if (reason.isEmpty()) {
+        reason = m_socket->closeReason();
+    }
     if (reason.isEmpty()) {
         reason = m_socket->error() == QAbstractSocket::UnknownSocketError
             ? u"connection closed (code " + QString::number(m_socket->closeCode()) + u')'
@@ -630,6 +634,7 @@ void SyncEngine::handleError(const v1::Envelope& envelope)
             // queued and goes again on the next connection, after a backoff delay.
             qCInfo(lcSync) << "The server could not take" << describe(messageId) << "now:"
                            << message;
+            m_abortReason = u"the server could not take a message now: " + message;
             m_socket->abort();
         }
         return;
@@ -650,6 +655,7 @@ void SyncEngine::handleError(const v1::Envelope& envelope)
         return;
     }
     qCWarning(lcSync) << "The server reported an error:" << error.code() << message;
+    m_abortReason = u"the server reported an error: " + message;
     m_socket->abort();
 }
 

@@ -222,6 +222,9 @@ private:
     bool m_running = false;
     QDateTime m_nextRetryAt;
     QString m_lastLinkError;
+    /// Why this engine aborted the link itself (an error the server answered), so that
+    /// lastLinkError says that rather than "connection closed".
+    QString m_abortReason;
     QTimer m_retryTimer;
     QTimer m_heartbeatTimer;
     /// Bounds the wait for the handshake and for each pong: a link that stays silent past it is

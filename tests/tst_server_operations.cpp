@@ -12,6 +12,7 @@
 #include <QDeadlineTimer>
 #include <QElapsedTimer>
 #include <QFile>
+#include <QScopeGuard>
 #include <QSet>
 #include <QTemporaryDir>
 #include <QTest>
@@ -62,6 +63,7 @@ private Q_SLOTS:
     void theConfigFileIsReadAndAFlagOverridesIt();
     void aBadSettingStopsTheServerWithAReason_data();
     void aBadSettingStopsTheServerWithAReason();
+    void aBadDispatcherInTheEnvironmentStopsTheServer();
     void helpAndVersionAnswerAndExitZero_data();
     void helpAndVersionAnswerAndExitZero();
 
@@ -316,6 +318,22 @@ void TestServerOperations::aBadSettingStopsTheServerWithAReason()
     QVERIFY2(!run.timedOut, "the server accepted the setting and kept running");
     QVERIFY2(run.exitCode != 0, qPrintable(run.err));
     QVERIFY2(run.err.contains(reason), qPrintable(run.err));
+    QVERIFY2(!run.out.contains(u"listening on"_s), qPrintable(run.out));
+}
+
+void TestServerOperations::aBadDispatcherInTheEnvironmentStopsTheServer()
+{
+    // The variable is read before the configuration, to install the dispatcher; a name that is
+    // neither epoll nor qt once left Qt's dispatcher running while the log said "epoll".
+    qputenv("FERRY_EVENT_DISPATCHER", "bogus");
+    const auto unset = qScopeGuard([] { qunsetenv("FERRY_EVENT_DISPATCHER"); });
+    const QStringList arguments { u"--listen"_s, u"127.0.0.1:0"_s, u"--http-listen"_s, u"off"_s,
+        u"--data"_s, m_root.filePath(u"refused"_s) };
+    const ServerRun run = runServerBinary(arguments, 5000);
+    QVERIFY2(!run.timedOut, "the server accepted the dispatcher's name and kept running");
+    QVERIFY2(run.exitCode != 0, qPrintable(run.err));
+    QVERIFY2(
+        run.err.contains(u"bad value for FERRY_EVENT_DISPATCHER: bogus"_s), qPrintable(run.err));
     QVERIFY2(!run.out.contains(u"listening on"_s), qPrintable(run.out));
 }
 

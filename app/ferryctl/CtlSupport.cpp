@@ -228,7 +228,7 @@ int runEngine(SyncEngine& engine, const CtlOptions& options, bool endWhenIdle,
                 static_cast<int>(engine.state()));
             const QString why = engine.lastLinkError().isEmpty()
                 ? QString(u"the engine is " + QString::fromLatin1(state))
-                : u"could not reach " + engine.serverUrl().toString() + u" ("
+                : u"could not sync with " + engine.serverUrl().toString() + u" ("
                     + engine.lastLinkError() + u')';
             printError(u"gave up after " + QString::number(options.timeoutSeconds) + u" s: " + why
                 + u"; " + QString::number(engine.pendingCount()) + u" message(s) still queued");
