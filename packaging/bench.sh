@@ -28,7 +28,9 @@ done
 # ---- Build --------------------------------------------------------------------------------
 cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
 nice ninja -C "$build_dir" -j 2 ferry-server ferry-load ferry-echo-bench ferry-sqlite-ceiling \
-    || exit 1
+    bench_client_catchup bench_client_ingest bench_client_coldstart || exit 1
+# The client's scenarios run from the same Release build, not from whatever build/ holds.
+export FERRY_BUILD_DIR="$build_dir"
 server_bin="$build_dir/server-stub/ferry-server"
 load_bin="$build_dir/tests/bench/ferry-load"
 echo_bin="$build_dir/tests/bench/ferry-echo-bench"
