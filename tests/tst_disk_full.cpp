@@ -6,28 +6,18 @@
 #include "tests/support/Checks.h"
 #include "tests/support/Ctl.h"
 #include "tests/support/ServerProcess.h"
+#include "tests/support/SmallDisk.h"
 
 #include <QDir>
 #include <QFile>
-#include <QProcess>
 #include <QTemporaryDir>
 #include <QTest>
+
+#include <memory>
 
 using namespace ferry;
 using namespace ferry::test;
 using namespace Qt::StringLiterals;
-
-namespace {
-
-bool runQuietly(const QString& program, const QStringList& arguments)
-{
-    QProcess process;
-    process.start(program, arguments);
-    return process.waitForFinished(10'000) && process.exitStatus() == QProcess::NormalExit
-        && process.exitCode() == 0;
-}
-
-} // namespace
 
 class TestDiskFull : public QObject {
     Q_OBJECT
@@ -36,18 +26,15 @@ private Q_SLOTS:
     void initTestCase()
     {
         QVERIFY(m_root.isValid());
-        m_mountPoint = m_root.filePath(u"small-disk"_s);
-        QVERIFY(QDir().mkpath(m_mountPoint));
-        if (!runQuietly(u"mount"_s, { u"-t"_s, u"tmpfs"_s, u"-o"_s, u"size=4m"_s, u"tmpfs"_s,
-                m_mountPoint })) {
+        m_disk = std::make_unique<SmallDisk>(m_root.filePath(u"small-disk"_s));
+        if (!m_disk->mount(4)) {
             QSKIP("mounting a 4 MiB tmpfs for the profile needs root; run as root to test this");
         }
-        m_mounted = true;
-        m_filler = QDir(m_mountPoint).filePath(u"filler"_s);
+        m_filler = m_disk->filePath(u"filler"_s);
 
         m_server = std::make_unique<ServerProcess>(m_root.filePath(u"server"_s));
         QVERIFY2(m_server->start(), qPrintable(m_server->errorString()));
-        m_alice = std::make_unique<Ctl>(QDir(m_mountPoint).filePath(u"alice"_s), m_server->url());
+        m_alice = std::make_unique<Ctl>(m_disk->filePath(u"alice"_s), m_server->url());
         m_bob = std::make_unique<Ctl>(m_root.filePath(u"bob"_s), m_server->url());
         for (auto [ctl, name] : { std::pair { m_alice.get(), u"alice"_s },
                  std::pair { m_bob.get(), u"bob"_s } }) {
@@ -61,9 +48,7 @@ private Q_SLOTS:
         if (m_server && m_server->isRunning()) {
             QVERIFY2(m_server->stop(), qPrintable(m_server->errorString()));
         }
-        if (m_mounted) {
-            runQuietly(u"umount"_s, { u"-l"_s, m_mountPoint });
-        }
+        m_disk.reset();
     }
 
     void writingOnAFullDiskFailsClearlyAndLosesNothing()
@@ -173,9 +158,8 @@ private:
     void freeDisk() { QVERIFY(QFile::remove(m_filler)); }
 
     QTemporaryDir m_root;
-    QString m_mountPoint;
+    std::unique_ptr<SmallDisk> m_disk;
     QString m_filler;
-    bool m_mounted = false;
     std::unique_ptr<ServerProcess> m_server;
     std::unique_ptr<Ctl> m_alice;
     std::unique_ptr<Ctl> m_bob;

@@ -6,10 +6,10 @@
 #include "tests/support/Checks.h"
 #include "tests/support/Ctl.h"
 #include "tests/support/ServerProcess.h"
+#include "tests/support/SmallDisk.h"
 
 #include <QDir>
 #include <QFile>
-#include <QProcess>
 #include <QTemporaryDir>
 #include <QTest>
 
@@ -19,18 +19,6 @@ using namespace ferry;
 using namespace ferry::test;
 using namespace Qt::StringLiterals;
 
-namespace {
-
-bool runQuietly(const QString& program, const QStringList& arguments)
-{
-    QProcess process;
-    process.start(program, arguments);
-    return process.waitForFinished(10'000) && process.exitStatus() == QProcess::NormalExit
-        && process.exitCode() == 0;
-}
-
-} // namespace
-
 class TestServerDiskFull : public QObject {
     Q_OBJECT
 
@@ -38,16 +26,13 @@ private Q_SLOTS:
     void initTestCase()
     {
         QVERIFY(m_root.isValid());
-        m_mountPoint = m_root.filePath(u"small-disk"_s);
-        QVERIFY(QDir().mkpath(m_mountPoint));
-        if (!runQuietly(u"mount"_s,
-                { u"-t"_s, u"tmpfs"_s, u"-o"_s, u"size=4m"_s, u"tmpfs"_s, m_mountPoint })) {
+        m_disk = std::make_unique<SmallDisk>(m_root.filePath(u"small-disk"_s));
+        if (!m_disk->mount(4)) {
             QSKIP("mounting a 4 MiB tmpfs for the server needs root; run as root to test this");
         }
-        m_mounted = true;
-        m_filler = QDir(m_mountPoint).filePath(u"filler"_s);
+        m_filler = m_disk->filePath(u"filler"_s);
 
-        m_server = std::make_unique<ServerProcess>(QDir(m_mountPoint).filePath(u"server"_s));
+        m_server = std::make_unique<ServerProcess>(m_disk->filePath(u"server"_s));
         QVERIFY2(m_server->start(), qPrintable(m_server->errorString()));
         m_alice = std::make_unique<Ctl>(m_root.filePath(u"alice"_s), m_server->url());
         m_bob = std::make_unique<Ctl>(m_root.filePath(u"bob"_s), m_server->url());
@@ -63,9 +48,7 @@ private Q_SLOTS:
         if (m_server && m_server->isRunning()) {
             QVERIFY2(m_server->stop(), qPrintable(m_server->errorString()));
         }
-        if (m_mounted) {
-            runQuietly(u"umount"_s, { u"-l"_s, m_mountPoint });
-        }
+        m_disk.reset();
     }
 
     void sendingToAServerOnAFullDiskSaysWhyAndLosesNothing()
@@ -106,12 +89,12 @@ private Q_SLOTS:
         QVERIFY2(m_server->stop(), qPrintable(m_server->errorString()));
         const QByteArray before = contentsOf(QDir(dataDir).filePath(u"server.db"_s));
         QVERIFY(!before.isEmpty());
-        QVERIFY(runQuietly(u"mount"_s, { u"-o"_s, u"remount,ro"_s, m_mountPoint }));
+        QVERIFY(m_disk->setReadOnly(true));
 
         const ServerRun run = runServerBinary(
             { u"--listen"_s, u"127.0.0.1:0"_s, u"--http-listen"_s, u"off"_s, u"--data"_s, dataDir },
             5000);
-        QVERIFY(runQuietly(u"mount"_s, { u"-o"_s, u"remount,rw"_s, m_mountPoint }));
+        QVERIFY(m_disk->setReadOnly(false));
         QVERIFY2(!run.timedOut, "the server ran on a read-only data folder");
         QVERIFY2(run.exitCode != 0, qPrintable(run.err));
         QVERIFY2(run.err.contains(u"is not writable"_s), qPrintable(run.err));
@@ -142,9 +125,8 @@ private:
     void freeDisk() { QVERIFY(QFile::remove(m_filler)); }
 
     QTemporaryDir m_root;
-    QString m_mountPoint;
+    std::unique_ptr<SmallDisk> m_disk;
     QString m_filler;
-    bool m_mounted = false;
     std::unique_ptr<ServerProcess> m_server;
     std::unique_ptr<Ctl> m_alice;
     std::unique_ptr<Ctl> m_bob;
