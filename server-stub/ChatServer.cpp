@@ -14,6 +14,10 @@
 #include <QWebSocket>
 #include <QWebSocketServer>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "ferry.pb.h"
 
 namespace ferry::server {
@@ -51,6 +55,18 @@ ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
     m_sweepTimer.setInterval(std::clamp(shortest / 4, std::chrono::milliseconds(50),
         std::chrono::milliseconds(1000)));
     connect(&m_sweepTimer, &QTimer::timeout, this, &ChatServer::sweepConnections);
+
+    // glibc keeps memory that tens of thousands of sockets' buffers and frames freed, in holes
+    // it does not give back by itself; the server's resident size then creeps up with traffic
+    // (+13 % over five minutes of tst_server_load's soak). Handing the free pages back twice a
+    // minute keeps it flat; one call costs milliseconds on a heap of a few hundred MiB.
+    m_memoryTrimTimer.setInterval(std::chrono::seconds(30));
+    m_memoryTrimTimer.setTimerType(Qt::VeryCoarseTimer);
+    connect(&m_memoryTrimTimer, &QTimer::timeout, this, [] {
+#if defined(__GLIBC__)
+        malloc_trim(0);
+#endif
+    });
 }
 
 ChatServer::~ChatServer()
@@ -81,6 +97,7 @@ Result<Done> ChatServer::start()
         }
     }
     m_sweepTimer.start();
+    m_memoryTrimTimer.start();
     qCInfo(lcServer) << "Listening on" << url().toString() << "with metrics on"
                      << httpUrl().toString();
     return Done {};
@@ -152,6 +169,7 @@ void ChatServer::stop()
                      << "open ones";
     m_tcpServer->close();
     m_sweepTimer.stop();
+    m_memoryTrimTimer.stop();
     const QSet<ClientConnection*> connections = m_connections;
     for (ClientConnection* connection : connections) {
         connection->closeWith(QWebSocketProtocol::CloseCodeGoingAway,

@@ -111,6 +111,7 @@ private:
     std::unique_ptr<QHttpServer> m_httpServer;
     quint16 m_httpPort = 0;
     QTimer m_sweepTimer;
+    QTimer m_memoryTrimTimer;
 
     QSet<ClientConnection*> m_connections;
     QMultiHash<qint64, ClientConnection*> m_authenticatedByUser;
