@@ -59,7 +59,7 @@ ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
     // glibc keeps memory that tens of thousands of sockets' buffers and frames freed, in holes
     // it does not give back by itself; the server's resident size then creeps up with traffic
     // (+13 % over five minutes of tst_server_load's soak). Handing the free pages back twice a
-    // minute keeps it flat; one call costs milliseconds on a heap of a few hundred MiB.
+    // minute took that to +9 %; one call costs milliseconds on a heap of a few hundred MiB.
     m_memoryTrimTimer.setInterval(std::chrono::seconds(30));
     m_memoryTrimTimer.setTimerType(Qt::VeryCoarseTimer);
     connect(&m_memoryTrimTimer, &QTimer::timeout, this, [] {
