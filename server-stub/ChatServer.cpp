@@ -124,6 +124,7 @@ Result<Done> ChatServer::startHttp()
             now.queuedBytesTotal += queued;
             now.queuedBytesMax = std::max(now.queuedBytesMax, queued);
         }
+        now.heapBytesInUse = heapBytesInUse();
         return QHttpServerResponse(QByteArrayLiteral("text/plain; version=0.0.4"),
             renderPrometheus(m_metrics, now));
     });

@@ -1,5 +1,20 @@
 #include "server-stub/ServerMetrics.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FERRY_HEAP_FROM_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define FERRY_HEAP_FROM_SANITIZER 1
+#endif
+
+#if defined(FERRY_HEAP_FROM_SANITIZER)
+#include <sanitizer/allocator_interface.h>
+#elif defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace ferry::server {
 
 namespace {
@@ -44,9 +59,26 @@ QByteArray LatencyHistogram::render(const char* name, const char* help) const
     return out;
 }
 
+qint64 heapBytesInUse()
+{
+#if defined(FERRY_HEAP_FROM_SANITIZER)
+    // The sanitizer replaces malloc; glibc's arenas would report only its own few allocations.
+    return qint64(__sanitizer_get_current_allocated_bytes());
+#elif defined(__GLIBC__)
+    // Chunks handed out from the arenas plus blocks that got a mapping of their own.
+    const struct mallinfo2 info = mallinfo2();
+    return qint64(info.uordblks + info.hblkhd);
+#else
+    return -1;
+#endif
+}
+
 QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot& now)
 {
     QByteArray out;
+    gauge(out, "ferry_heap_bytes_in_use",
+        "Bytes allocated and not freed (not the resident size; -1 when unknown).",
+        now.heapBytesInUse);
     gauge(out, "ferry_connections_open", "WebSocket connections open now.", now.connectionsOpen);
     gauge(out, "ferry_connections_authenticated", "Connections with a device session now.",
         now.connectionsAuthenticated);

@@ -51,7 +51,14 @@ struct MetricsSnapshot {
     qint64 connectionsAuthenticated = 0;
     qint64 queuedBytesTotal = 0;
     qint64 queuedBytesMax = 0;
+    qint64 heapBytesInUse = 0; ///< see heapBytesInUse()
 };
+
+/// Bytes the allocator has handed out and not yet been given back, -1 where it cannot say.
+/// Unlike the resident size, this does not move when the kernel maps in pages of buffers that
+/// were reserved long ago, nor when freed memory stays with the allocator: it is what grows when
+/// something is kept that should not be.
+qint64 heapBytesInUse();
 
 /// Renders counters and a snapshot in the Prometheus text exposition format.
 QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot& now);
