@@ -283,7 +283,8 @@ void SyncEngine::handleDisconnected()
             ? u"connection closed (code " + QString::number(m_socket->closeCode()) + u')'
             : m_socket->errorString();
     }
-    m_lastLinkError = reason;
+    // A link this engine closed itself (stop()) ended as asked: that is no error to report.
+    m_lastLinkError = m_running ? reason : QString();
     m_inFlight.clear();
     m_syncRequestId = 0;
     m_authRequestId = 0;

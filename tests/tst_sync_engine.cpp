@@ -20,9 +20,11 @@
 #include <QElapsedTimer>
 #include <QFileInfo>
 #include <QMetaEnum>
+#include <QPointer>
 #include <QSignalSpy>
 #include <QTcpServer>
 #include <QTemporaryDir>
+#include <QWebSocket>
 #include <QTest>
 
 #include <map>
@@ -344,6 +346,15 @@ void TestSyncEngine::aStartingEngineGoesThroughEachStateInOrderToLive()
     QCOMPARE(statesSeen(states),
         QStringList({ u"Connecting"_s, u"Authenticating"_s, u"CatchingUp"_s, u"Live"_s }));
     QVERIFY(engine->lastLinkError().isEmpty());
+
+    // Stopping closes the link on purpose: once the close handshake is over there is still no
+    // error to report (`ferryctl status` used to show "connection closed (code 1000)").
+    QPointer<QWebSocket> socket = engine->findChild<QWebSocket*>();
+    QVERIFY(socket);
+    engine->stop();
+    QTRY_VERIFY_WITH_TIMEOUT(!socket || socket->state() == QAbstractSocket::UnconnectedState, WaitMs);
+    QTest::qWait(50); // the engine's own handler of the disconnect runs after the state change
+    QVERIFY2(engine->lastLinkError().isEmpty(), qPrintable(engine->lastLinkError()));
 }
 
 void TestSyncEngine::aStoppedServerIsRetriedWithinTheBackoffCapAndUsedAgainOnceBack()
