@@ -18,7 +18,6 @@
 #include <QRegularExpression>
 #include <QTemporaryDir>
 #include <QTest>
-#include <QUuid>
 
 #include <functional>
 #include <memory>
@@ -32,8 +31,6 @@ namespace {
 /// How long a connection that should hear nothing is listened to. Anything the server sends
 /// because of a request is sent while handling it, long before this on an idle machine.
 constexpr int QuietMs = 150;
-
-QString newGroupId() { return u"group:"_s + QUuid::createUuid().toString(QUuid::WithoutBraces); }
 
 /// The ids an intruder might guess, all of them real.
 struct Targets {

@@ -9,7 +9,6 @@
 #include <QDeadlineTimer>
 #include <QTemporaryDir>
 #include <QTest>
-#include <QUuid>
 
 #include <map>
 #include <memory>
@@ -21,8 +20,6 @@ using namespace ferry::test;
 using namespace Qt::StringLiterals;
 
 namespace {
-
-QString newGroupId() { return u"group:"_s + QUuid::createUuid().toString(QUuid::WithoutBraces); }
 
 QString joined(const google::protobuf::RepeatedPtrField<std::string>& names)
 {

@@ -8,7 +8,6 @@
 
 #include <QTemporaryDir>
 #include <QTest>
-#include <QUuid>
 
 #include <limits>
 #include <memory>
@@ -23,8 +22,6 @@ namespace {
 
 // The history tests share one direct conversation of this many messages, "message 1" and on.
 constexpr int HistoryLength = 25;
-
-QString newGroupId() { return u"group:"_s + QUuid::createUuid().toString(QUuid::WithoutBraces); }
 
 v1::Envelope receipt(const QString& conversationId, v1::ReceiptKind kind, quint64 upToSeq)
 {
