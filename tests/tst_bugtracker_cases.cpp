@@ -135,11 +135,8 @@ void TestBugtrackerCases::threeCutsBeforeTheAckInARowLeaveOneCopyInTheSentState(
 
     const Result<StoredMessage> written = laptop.store->enqueue(conversation, prefix);
     QVERIFY2(written, whyNot(written).constData());
-    std::unique_ptr<SyncEngine> engine
-        = m_testbed.engineFor(laptop, quickEngineSettings(), proxy.url());
-    engine->start();
-    QTRY_VERIFY_WITH_TIMEOUT(engine->isIdle(), WaitMs);
-    engine->stop();
+    const Result<Done> settled = m_testbed.syncOnce(laptop, proxy.url());
+    QVERIFY2(settled, whyNot(settled).constData());
 
     // Three links took the message and were cut with nothing of it answered; a fourth settled it.
     QCOMPARE(cuts.size(), 3);
@@ -176,11 +173,9 @@ void TestBugtrackerCases::aDeviceDroppedWithoutACloseGetsWhatItMissedOnceWithThe
         = m_testbed.writeMessages(m_testbed.device(u"cat"_s), conversation, prefix, 5);
     QVERIFY2(ids, whyNot(ids).constData());
 
-    const auto arrived = [&] {
-        const Result<QList<StoredMessage>> history = bob.store->history(conversation);
-        return history && withPrefix(history.value(), prefix).size() >= ids->size();
-    };
-    QTRY_VERIFY_WITH_TIMEOUT(arrived() && engine->isIdle(), WaitMs);
+    QTRY_VERIFY_WITH_TIMEOUT(
+        historyWithPrefix(bob, conversation, prefix).size() >= ids->size() && engine->isIdle(),
+        WaitMs);
     engine->stop();
 
     // They came on a new link, after the heartbeat gave the stalled one up.
@@ -203,22 +198,17 @@ void TestBugtrackerCases::theSendersOtherDeviceShowsItsOwnMessagesOnceInOrderWhe
     std::unique_ptr<SyncEngine> engine = m_testbed.engineFor(laptop);
     engine->start();
     QTRY_VERIFY_WITH_TIMEOUT(engine->isIdle(), WaitMs);
-    QByteArrayList ids;
-    for (int i = 1; i <= Count; ++i) {
-        const Result<StoredMessage> written
-            = laptop.store->enqueue(conversation, prefix + ' ' + QByteArray::number(i));
-        QVERIFY2(written, whyNot(written).constData());
-        ids.append(written->messageId);
-        engine->flushOutbox();
-    }
+    const Result<QByteArrayList> ids
+        = enqueueMessages(laptop, conversation, prefix, Count, engine.get());
+    QVERIFY2(ids, whyNot(ids).constData());
     QTRY_VERIFY_WITH_TIMEOUT(engine->isIdle(), WaitMs);
     engine->stop();
-    verifyHoldsOnce(laptop, conversation, prefix, ids, { MessageState::Sent });
+    verifyHoldsOnce(laptop, conversation, prefix, ids.value(), { MessageState::Sent });
 
     const Result<Done> synced = m_testbed.syncOnce(phone);
     QVERIFY2(synced, whyNot(synced).constData());
     // Its own account's messages: sent, not received, and numbered as on the laptop.
-    verifyHoldsOnce(phone, conversation, prefix, ids, { MessageState::Sent });
+    verifyHoldsOnce(phone, conversation, prefix, ids.value(), { MessageState::Sent });
     QCOMPARE(seqsAt(phone, conversation, prefix), seqsAt(laptop, conversation, prefix));
 }
 
@@ -466,11 +456,9 @@ void TestBugtrackerCases::aDuplicatedEventBatchStoresNothingTwice()
     const Result<QByteArrayList> marker
         = m_testbed.writeMessages(dan, conversation, prefix + " marker", 1);
     QVERIFY2(marker, whyNot(marker).constData());
-    const auto markerArrived = [&] {
-        const Result<QList<StoredMessage>> history = bob.store->history(conversation);
-        return history && !withPrefix(history.value(), prefix + " marker").isEmpty();
-    };
-    QTRY_VERIFY_WITH_TIMEOUT(markerArrived() && engine->isIdle(), WaitMs);
+    QTRY_VERIFY_WITH_TIMEOUT(
+        !historyWithPrefix(bob, conversation, prefix + " marker").isEmpty() && engine->isIdle(),
+        WaitMs);
     engine->stop();
 
     verifyHoldsOnce(
@@ -489,18 +477,10 @@ void TestBugtrackerCases::aDuplicatedSendIsOneMessageOnTheServerAndAtTheRecipien
     QSignalSpy forwarded(&proxy, &FaultProxy::frameForwarded);
     const double resentBefore = metric(u"ferry_messages_resent_total"_s);
 
-    QByteArrayList ids;
-    for (int i = 1; i <= Count; ++i) {
-        const Result<StoredMessage> written
-            = laptop.store->enqueue(conversation, prefix + ' ' + QByteArray::number(i));
-        QVERIFY2(written, whyNot(written).constData());
-        ids.append(written->messageId);
-    }
-    std::unique_ptr<SyncEngine> engine
-        = m_testbed.engineFor(laptop, quickEngineSettings(), proxy.url());
-    engine->start();
-    QTRY_VERIFY_WITH_TIMEOUT(engine->isIdle(), WaitMs);
-    engine->stop();
+    const Result<QByteArrayList> ids = enqueueMessages(laptop, conversation, prefix, Count);
+    QVERIFY2(ids, whyNot(ids).constData());
+    const Result<Done> settled = m_testbed.syncOnce(laptop, proxy.url());
+    QVERIFY2(settled, whyNot(settled).constData());
 
     int doubledSends = 0;
     for (const QList<QVariant>& frame : std::as_const(forwarded)) {
@@ -508,7 +488,7 @@ void TestBugtrackerCases::aDuplicatedSendIsOneMessageOnTheServerAndAtTheRecipien
     }
     QCOMPARE(doubledSends, 1);
     QVERIFY(metric(u"ferry_messages_resent_total"_s) >= resentBefore + 1);
-    verifyHoldsOnce(laptop, conversation, prefix, ids, { MessageState::Sent });
+    verifyHoldsOnce(laptop, conversation, prefix, ids.value(), { MessageState::Sent });
     // The copy took no place in the conversation: the three are numbered one after another.
     const QList<quint64> seqs = seqsAt(laptop, conversation, prefix);
     QCOMPARE(seqs.size(), Count);
@@ -517,7 +497,7 @@ void TestBugtrackerCases::aDuplicatedSendIsOneMessageOnTheServerAndAtTheRecipien
     Device& bob = m_testbed.device(u"bob"_s);
     const Result<Done> synced = m_testbed.syncOnce(bob);
     QVERIFY2(synced, whyNot(synced).constData());
-    verifyHoldsOnce(bob, conversation, prefix, ids, { MessageState::Received });
+    verifyHoldsOnce(bob, conversation, prefix, ids.value(), { MessageState::Received });
     QCOMPARE(seqsAt(bob, conversation, prefix), seqs);
 }
 
@@ -542,26 +522,19 @@ void TestBugtrackerCases::aDelayedJitteryLinkDeliversEveryMessageOnceInOrder()
     atLaptop->start();
     QTRY_VERIFY_WITH_TIMEOUT(atBob->isIdle() && atLaptop->isIdle(), WaitMs);
 
-    QByteArrayList ids;
-    for (int i = 1; i <= Count; ++i) {
-        const Result<StoredMessage> written
-            = laptop.store->enqueue(conversation, prefix + ' ' + QByteArray::number(i));
-        QVERIFY2(written, whyNot(written).constData());
-        ids.append(written->messageId);
-        atLaptop->flushOutbox();
-    }
-    const auto arrived = [&] {
-        const Result<QList<StoredMessage>> history = bob.store->history(conversation);
-        return history && withPrefix(history.value(), prefix).size() >= Count;
-    };
-    QTRY_VERIFY_WITH_TIMEOUT(arrived() && atBob->isIdle() && atLaptop->isIdle(), WaitMs);
+    const Result<QByteArrayList> ids
+        = enqueueMessages(laptop, conversation, prefix, Count, atLaptop.get());
+    QVERIFY2(ids, whyNot(ids).constData());
+    QTRY_VERIFY_WITH_TIMEOUT(historyWithPrefix(bob, conversation, prefix).size() >= Count
+            && atBob->isIdle() && atLaptop->isIdle(),
+        WaitMs);
     atBob->stop();
     atLaptop->stop();
 
     // Bob's device reports them delivered as they come, so the laptop may have heard so.
     verifyHoldsOnce(
-        laptop, conversation, prefix, ids, { MessageState::Sent, MessageState::Delivered });
-    verifyHoldsOnce(bob, conversation, prefix, ids, { MessageState::Received });
+        laptop, conversation, prefix, ids.value(), { MessageState::Sent, MessageState::Delivered });
+    verifyHoldsOnce(bob, conversation, prefix, ids.value(), { MessageState::Received });
     QCOMPARE(seqsAt(bob, conversation, prefix), seqsAt(laptop, conversation, prefix));
     for (const QList<QVariant>& frame : std::as_const(forwarded)) {
         QVERIFY2(frame.at(3).toLongLong() >= 20, "a frame went through without its delay");

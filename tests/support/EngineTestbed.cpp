@@ -172,9 +172,9 @@ std::unique_ptr<SyncEngine> EngineTestbed::engineFor(
     return engine;
 }
 
-Result<Done> EngineTestbed::syncOnce(Device& device)
+Result<Done> EngineTestbed::syncOnce(Device& device, const QUrl& url)
 {
-    std::unique_ptr<SyncEngine> engine = engineFor(device);
+    std::unique_ptr<SyncEngine> engine = engineFor(device, quickEngineSettings(), url);
     engine->start();
     const bool idle = QTest::qWaitFor([&] { return engine->isIdle(); }, m_waitMs);
     engine->stop();
@@ -220,6 +220,31 @@ Result<QByteArrayList> EngineTestbed::writeMessages(
     return ids;
 }
 
+Result<QByteArrayList> enqueueMessages(EngineTestbed::Device& device, const QString& conversation,
+    const QByteArray& prefix, int count, SyncEngine* live)
+{
+    QByteArrayList ids;
+    for (int i = 1; i <= count; ++i) {
+        const Result<StoredMessage> written
+            = device.store->enqueue(conversation, prefix + ' ' + QByteArray::number(i));
+        if (!written) {
+            return written.error();
+        }
+        ids.append(written->messageId);
+        if (live) {
+            live->flushOutbox();
+        }
+    }
+    return ids;
+}
+
+QList<StoredMessage> historyWithPrefix(
+    const EngineTestbed::Device& device, const QString& conversation, const QByteArray& prefix)
+{
+    const Result<QList<StoredMessage>> history = device.store->history(conversation);
+    return history ? withPrefix(history.value(), prefix) : QList<StoredMessage>();
+}
+
 void verifyHoldsOnce(const EngineTestbed::Device& device, const QString& conversation,
     const QByteArray& prefix, const QByteArrayList& ids, const QList<MessageState>& states)
 {
@@ -243,9 +268,7 @@ QList<quint64> seqsAt(
     const EngineTestbed::Device& device, const QString& conversation, const QByteArray& prefix)
 {
     QList<quint64> seqs;
-    const Result<QList<StoredMessage>> history = device.store->history(conversation);
-    for (const StoredMessage& entry :
-        withPrefix(history ? history.value() : QList<StoredMessage>(), prefix)) {
+    for (const StoredMessage& entry : historyWithPrefix(device, conversation, prefix)) {
         seqs.append(entry.seq.value_or(0));
     }
     return seqs;

@@ -83,8 +83,9 @@ public:
     /// An engine for the device, pointed at `url` (the server, unless given).
     std::unique_ptr<SyncEngine> engineFor(Device& device,
         SyncEngine::Settings settings = quickEngineSettings(), const QUrl& url = {});
-    /// Connects, catches up, sends what is queued and owed, and disconnects once idle.
-    Result<Done> syncOnce(Device& device);
+    /// Connects (to `url`, the server unless given), catches up, sends what is queued and owed,
+    /// and disconnects once idle.
+    Result<Done> syncOnce(Device& device, const QUrl& url = {});
 
     /// Writes `count` messages from the device's account to a conversation, bodies `prefix` and
     /// a number from 1, and returns their ids in the order the server numbered them. They go over
@@ -104,6 +105,16 @@ private:
     std::map<QString, Device> m_devices;
     QString m_error;
 };
+
+/// Queues `count` messages in the device's outbox, bodies as writeMessages() writes them, and
+/// returns their ids in order. A live engine of the device, when given, is told of each one as
+/// the app tells its engine when the user sends.
+Result<QByteArrayList> enqueueMessages(EngineTestbed::Device& device, const QString& conversation,
+    const QByteArray& prefix, int count, SyncEngine* live = nullptr);
+
+/// The entries of the device's history with the prefix, in order; none if it cannot be read.
+QList<StoredMessage> historyWithPrefix(
+    const EngineTestbed::Device& device, const QString& conversation, const QByteArray& prefix);
 
 /// Checks that the device holds exactly the messages `ids` among the entries with `prefix`
 /// (every entry, for an empty one), once each, in this order, with ascending seq, each in one of
