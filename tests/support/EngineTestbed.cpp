@@ -116,6 +116,9 @@ bool EngineTestbed::start(const QStringList& serverArguments, const QList<SignIn
 
 bool EngineTestbed::ensureServerRunning()
 {
+    if (!m_server) {
+        return fail(u"the server was never started"_s);
+    }
     if (m_server->isRunning() || m_server->restart()) {
         return true;
     }
@@ -136,10 +139,10 @@ bool EngineTestbed::fail(const QString& why)
     return false;
 }
 
-Result<Done> EngineTestbed::signIn(const SignIn& sign)
+Result<Done> EngineTestbed::signIn(const SignIn& entry)
 {
     Device device;
-    device.profile = m_root.filePath(u"profiles/"_s + sign.device);
+    device.profile = m_root.filePath(u"profiles/"_s + entry.device);
     Result<std::unique_ptr<ClientStore>> store = ClientStore::open(device.profile);
     if (!store) {
         return store.error();
@@ -151,16 +154,16 @@ Result<Done> EngineTestbed::signIn(const SignIn& sign)
     QString refusal;
     QObject::connect(&engine, &SyncEngine::stoppedWithError, &engine,
         [&](const QString& kind, const QString& message) { refusal = kind + u": " + message; });
-    engine.startWithPassword(sign.user, Password, sign.device, sign.createAccount);
+    engine.startWithPassword(entry.user, Password, entry.device, entry.createAccount);
     const bool live = QTest::qWaitFor(
         [&] { return engine.state() == SyncEngine::State::Live || !refusal.isEmpty(); }, m_waitMs);
     engine.stop();
     if (!refusal.isEmpty() || !live) {
         return Error { u"sign-in"_s,
-            u"could not sign " + sign.device + u" in as " + sign.user + u": "
+            u"could not sign " + entry.device + u" in as " + entry.user + u": "
                 + (refusal.isEmpty() ? u"not live in time"_s : refusal) };
     }
-    m_devices[sign.device] = std::move(device);
+    m_devices[entry.device] = std::move(device);
     return Done {};
 }
 

@@ -96,7 +96,7 @@ public:
         const Device& sender, const QString& conversation, const QByteArray& prefix, int count);
 
 private:
-    Result<Done> signIn(const SignIn& device);
+    Result<Done> signIn(const SignIn& entry);
     bool fail(const QString& why);
 
     int m_waitMs;
