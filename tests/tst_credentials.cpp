@@ -45,16 +45,13 @@ private Q_SLOTS:
         account->deviceToken.clear();
         QVERIFY(store.value()->saveAccount(*account));
 
-        SyncEngine::Settings settings;
-        settings.watchNetwork = false;
-        SyncEngine engine(store.value().get(), settings);
-        engine.setServerUrl(m_server->url());
-        engine.setDeviceToken(token);
-        QSignalSpy caughtUp(&engine, &SyncEngine::caughtUp);
-        engine.start();
+        const std::unique_ptr<SyncEngine> engine = engineFor(*store.value());
+        engine->setDeviceToken(token);
+        QSignalSpy caughtUp(engine.get(), &SyncEngine::caughtUp);
+        engine->start();
         QVERIFY(caughtUp.wait(10'000));
-        QCOMPARE(engine.state(), SyncEngine::State::Live);
-        engine.stop();
+        QCOMPARE(engine->state(), SyncEngine::State::Live);
+        engine->stop();
 
         account->deviceToken = token;
         QVERIFY(store.value()->saveAccount(*account));
@@ -70,16 +67,13 @@ private Q_SLOTS:
         account->deviceToken.clear();
         QVERIFY(store.value()->saveAccount(*account));
 
-        SyncEngine::Settings settings;
-        settings.watchNetwork = false;
-        SyncEngine engine(store.value().get(), settings);
-        engine.setServerUrl(m_server->url());
-        QSignalSpy stopped(&engine, &SyncEngine::stoppedWithError);
-        engine.start();
+        const std::unique_ptr<SyncEngine> engine = engineFor(*store.value());
+        QSignalSpy stopped(engine.get(), &SyncEngine::stoppedWithError);
+        engine->start();
         QVERIFY(stopped.wait(10'000));
         QCOMPARE(stopped.first().at(0).toString(), u"no-token"_s);
         QVERIFY(stopped.first().at(1).toString().contains(u"sign in again"_s));
-        QCOMPARE(engine.state(), SyncEngine::State::Offline);
+        QCOMPARE(engine->state(), SyncEngine::State::Offline);
 
         account->deviceToken = token;
         QVERIFY(store.value()->saveAccount(*account));
@@ -112,6 +106,17 @@ private Q_SLOTS:
     }
 
 private:
+    /// An engine on the profile, pointed at the server, with the usual timings; the network
+    /// is not watched, as nothing here changes it.
+    std::unique_ptr<SyncEngine> engineFor(ClientStore& store) const
+    {
+        SyncEngine::Settings settings;
+        settings.watchNetwork = false;
+        auto engine = std::make_unique<SyncEngine>(&store, settings);
+        engine->setServerUrl(m_server->url());
+        return engine;
+    }
+
     QTemporaryDir m_root;
     std::unique_ptr<ServerProcess> m_server;
 };

@@ -9,7 +9,6 @@
 #include "tests/support/SmallDisk.h"
 
 #include <QDir>
-#include <QFile>
 #include <QTemporaryDir>
 #include <QTest>
 
@@ -30,7 +29,6 @@ private Q_SLOTS:
         if (!m_disk->mount(4)) {
             QSKIP("mounting a 4 MiB tmpfs for the profile needs root; run as root to test this");
         }
-        m_filler = m_disk->filePath(u"filler"_s);
 
         m_server = std::make_unique<ServerProcess>(m_root.filePath(u"server"_s));
         QVERIFY2(m_server->start(), qPrintable(m_server->errorString()));
@@ -54,7 +52,7 @@ private Q_SLOTS:
     void writingOnAFullDiskFailsClearlyAndLosesNothing()
     {
         QVERIFY2(m_alice->send(u"bob"_s, u"before the disk filled"_s).ok(), "first send");
-        fillDisk();
+        QVERIFY(m_disk->fill());
 
         // SQLite may still find room in pages it holds; within a bounded number of writes the
         // disk refuses one, and that refusal must be a clear error, not a crash or a wipe.
@@ -79,7 +77,7 @@ private Q_SLOTS:
         QVERIFY2(!looked.err.contains(u"damaged"_s), qPrintable(looked.describe()));
 
         // Once there is room, what was written before is all there, queued exactly once.
-        freeDisk();
+        QVERIFY(m_disk->free());
         const Result<QJsonObject> status = m_alice->status();
         QVERIFY2(status, whyNot(status).constData());
         QCOMPARE(status->value(u"outbox"_s).toInteger(), qint64(1 + accepted));
@@ -111,14 +109,14 @@ private Q_SLOTS:
         }
         QVERIFY2(m_bob->sync().ok(), "bob's sync");
 
-        fillDisk();
+        QVERIFY(m_disk->fill());
         const CtlRun refused = m_alice->sync(10);
         QVERIFY2(!refused.ok(), "the sync stored 60 messages on a full disk");
         QVERIFY2(refused.err.contains(u"full"_s) || refused.err.contains(u"could not"_s),
             qPrintable(refused.describe()));
 
         // A batch is applied whole or not at all: the offset never runs ahead of what is stored.
-        freeDisk();
+        QVERIFY(m_disk->free());
         const Result<QJsonObject> during = m_alice->status();
         QVERIFY2(during, whyNot(during).constData());
         const Result<QList<QJsonObject>> partial = m_alice->history(u"bob"_s);
@@ -143,23 +141,8 @@ private Q_SLOTS:
     }
 
 private:
-    void fillDisk()
-    {
-        QFile filler(m_filler);
-        QVERIFY(filler.open(QIODevice::WriteOnly | QIODevice::Append));
-        const QByteArray chunk(16 * 1024, 'f');
-        // Bounded: the tmpfs holds 4 MiB, so this stops long before the bound.
-        for (int i = 0; i < 1024 && filler.write(chunk) == chunk.size(); ++i) {
-            filler.flush();
-        }
-        filler.close();
-    }
-
-    void freeDisk() { QVERIFY(QFile::remove(m_filler)); }
-
     QTemporaryDir m_root;
     std::unique_ptr<SmallDisk> m_disk;
-    QString m_filler;
     std::unique_ptr<ServerProcess> m_server;
     std::unique_ptr<Ctl> m_alice;
     std::unique_ptr<Ctl> m_bob;

@@ -13,12 +13,12 @@
 #include "core/MessageId.h"
 #include "ferry.pb.h"
 #include "tests/support/ProtocolClient.h"
+#include "tests/support/Requests.h"
 #include "tests/support/ServerProcess.h"
 
 #include <QRegularExpression>
 #include <QTemporaryDir>
 #include <QTest>
-#include <QUuid>
 
 #include <functional>
 #include <memory>
@@ -32,8 +32,6 @@ namespace {
 /// How long a connection that should hear nothing is listened to. Anything the server sends
 /// because of a request is sent while handling it, long before this on an idle machine.
 constexpr int QuietMs = 150;
-
-QString newGroupId() { return u"group:"_s + QUuid::createUuid().toString(QUuid::WithoutBraces); }
 
 /// The ids an intruder might guess, all of them real.
 struct Targets {
@@ -66,81 +64,6 @@ v1::Envelope send(const QString& conversation, const QByteArray& id = MessageId:
     return envelope;
 }
 
-v1::Envelope history(const QString& conversation, quint64 beforeSeq = 0)
-{
-    v1::Envelope envelope;
-    envelope.mutable_history()->set_conversation_id(conversation.toStdString());
-    envelope.mutable_history()->set_before_seq(beforeSeq);
-    envelope.mutable_history()->set_limit(200);
-    return envelope;
-}
-
-v1::Envelope receipt(const QString& conversation, v1::ReceiptKind kind, quint64 upToSeq)
-{
-    v1::Envelope envelope;
-    envelope.mutable_receipt()->set_conversation_id(conversation.toStdString());
-    envelope.mutable_receipt()->set_kind(kind);
-    envelope.mutable_receipt()->set_up_to_seq(upToSeq);
-    return envelope;
-}
-
-v1::Envelope typing(const QString& conversation)
-{
-    v1::Envelope envelope;
-    envelope.mutable_typing()->set_conversation_id(conversation.toStdString());
-    envelope.mutable_typing()->set_active(true);
-    return envelope;
-}
-
-v1::Envelope renameDevice(quint64 device)
-{
-    v1::Envelope envelope;
-    envelope.mutable_rename_device()->set_device_id(device);
-    envelope.mutable_rename_device()->set_name("mallory's now");
-    return envelope;
-}
-
-v1::Envelope removeDevice(quint64 device)
-{
-    v1::Envelope envelope;
-    envelope.mutable_remove_device()->set_device_id(device);
-    return envelope;
-}
-
-v1::Envelope createGroup(const QString& id, const QStringList& members = {})
-{
-    v1::Envelope envelope;
-    envelope.mutable_create_group()->set_conversation_id(id.toStdString());
-    envelope.mutable_create_group()->set_title("taken over");
-    for (const QString& member : members) {
-        envelope.mutable_create_group()->add_members(member.toStdString());
-    }
-    return envelope;
-}
-
-v1::Envelope addMembers(const QString& conversation, const QString& user)
-{
-    v1::Envelope envelope;
-    envelope.mutable_add_members()->set_conversation_id(conversation.toStdString());
-    envelope.mutable_add_members()->add_user_names(user.toStdString());
-    return envelope;
-}
-
-v1::Envelope removeMember(const QString& conversation, const QString& user)
-{
-    v1::Envelope envelope;
-    envelope.mutable_remove_member()->set_conversation_id(conversation.toStdString());
-    envelope.mutable_remove_member()->set_user_name(user.toStdString());
-    return envelope;
-}
-
-v1::Envelope leave(const QString& conversation)
-{
-    v1::Envelope envelope;
-    envelope.mutable_leave_conversation()->set_conversation_id(conversation.toStdString());
-    return envelope;
-}
-
 const QList<Attempt>& attempts()
 {
     static const QList<Attempt> all = {
@@ -155,40 +78,49 @@ const QList<Attempt>& attempts()
             [](const Targets& t) { return send(t.intrudersGroup, t.aliceMessageId); },
             v1::DUPLICATE_ID_CONFLICT },
         { "read the history of a direct conversation of others",
-            [](const Targets& t) { return history(t.direct); }, v1::NOT_A_MEMBER },
+            [](const Targets& t) { return historyRequest(t.direct, 0, 200); }, v1::NOT_A_MEMBER },
         { "read it from a far seq down",
-            [](const Targets& t) { return history(t.direct, 1'000'000); }, v1::NOT_A_MEMBER },
+            [](const Targets& t) { return historyRequest(t.direct, 1'000'000, 200); },
+            v1::NOT_A_MEMBER },
         { "report it delivered",
-            [](const Targets& t) { return receipt(t.direct, v1::DELIVERED, 1); },
+            [](const Targets& t) { return receiptRequest(t.direct, v1::DELIVERED, 1); },
             v1::NOT_A_MEMBER },
-        { "report it read", [](const Targets& t) { return receipt(t.direct, v1::READ, 3); },
+        { "report it read", [](const Targets& t) { return receiptRequest(t.direct, v1::READ, 3); },
             v1::NOT_A_MEMBER },
-        { "type into it", [](const Targets& t) { return typing(t.direct); }, v1::NOT_A_MEMBER },
+        { "type into it", [](const Targets& t) { return typingRequest(t.direct, true); },
+            v1::NOT_A_MEMBER },
         { "rename another account's device",
-            [](const Targets& t) { return renameDevice(t.aliceDevice); }, v1::NOT_FOUND },
+            [](const Targets& t) { return renameDeviceRequest(t.aliceDevice, u"mallory's now"_s); },
+            v1::NOT_FOUND },
         { "remove another account's device",
-            [](const Targets& t) { return removeDevice(t.bobDevice); }, v1::NOT_FOUND },
+            [](const Targets& t) { return removeDeviceRequest(t.bobDevice); }, v1::NOT_FOUND },
         { "send into a group one is not in", [](const Targets& t) { return send(t.group); },
             v1::NOT_A_MEMBER },
         { "read the history of a group one is not in",
-            [](const Targets& t) { return history(t.group); }, v1::NOT_A_MEMBER },
+            [](const Targets& t) { return historyRequest(t.group, 0, 200); }, v1::NOT_A_MEMBER },
         { "report a group read that one is not in",
-            [](const Targets& t) { return receipt(t.group, v1::READ, 1); }, v1::NOT_A_MEMBER },
-        { "type into a group one is not in", [](const Targets& t) { return typing(t.group); },
+            [](const Targets& t) { return receiptRequest(t.group, v1::READ, 1); },
             v1::NOT_A_MEMBER },
+        { "type into a group one is not in",
+            [](const Targets& t) { return typingRequest(t.group, true); }, v1::NOT_A_MEMBER },
         { "add oneself to a group one is not in",
-            [](const Targets& t) { return addMembers(t.group, u"mallory"_s); }, v1::NOT_A_MEMBER },
+            [](const Targets& t) { return addMembersRequest(t.group, { u"mallory"_s }); },
+            v1::NOT_A_MEMBER },
         { "remove a member from a group one is not in",
-            [](const Targets& t) { return removeMember(t.group, u"bob"_s); }, v1::NOT_A_MEMBER },
-        { "leave a group one is not in", [](const Targets& t) { return leave(t.group); },
+            [](const Targets& t) { return removeMemberRequest(t.group, u"bob"_s); },
+            v1::NOT_A_MEMBER },
+        { "leave a group one is not in", [](const Targets& t) { return leaveRequest(t.group); },
             v1::NOT_A_MEMBER },
         { "create a group under the id of another's group",
-            [](const Targets& t) { return createGroup(t.group, { u"alice"_s }); },
+            [](const Targets& t) {
+                return createGroupRequest(t.group, { u"alice"_s }, u"taken over"_s);
+            },
             v1::DUPLICATE_ID_CONFLICT },
         { "add oneself to a direct conversation of others",
-            [](const Targets& t) { return addMembers(t.direct, u"mallory"_s); }, v1::NOT_A_MEMBER },
-        { "leave a direct conversation of others", [](const Targets& t) { return leave(t.direct); },
+            [](const Targets& t) { return addMembersRequest(t.direct, { u"mallory"_s }); },
             v1::NOT_A_MEMBER },
+        { "leave a direct conversation of others",
+            [](const Targets& t) { return leaveRequest(t.direct); }, v1::NOT_A_MEMBER },
     };
     return all;
 }
@@ -253,12 +185,14 @@ void TestServerAbuse::initTestCase()
     QVERIFY(m_alice->sendMessage(m_targets.direct, "are you there?").has_send_ack());
     QVERIFY(m_bob->sendMessage(m_targets.direct, "yes").has_send_ack());
     m_targets.group = newGroupId();
-    QVERIFY(m_alice->request(createGroup(m_targets.group, { u"bob"_s })).has_conversation_info());
+    QVERIFY(m_alice->request(createGroupRequest(m_targets.group, { u"bob"_s }, u"taken over"_s))
+                .has_conversation_info());
     QVERIFY(m_alice->sendMessage(m_targets.group, "the plan").has_send_ack());
-    QVERIFY(m_bob->request(receipt(m_targets.direct, v1::READ, 2)).has_ok());
+    QVERIFY(m_bob->request(receiptRequest(m_targets.direct, v1::READ, 2)).has_ok());
     // mallory has a group of her own, shared with nobody.
     m_targets.intrudersGroup = newGroupId();
-    QVERIFY(m_mallory->request(createGroup(m_targets.intrudersGroup)).has_conversation_info());
+    QVERIFY(m_mallory->request(createGroupRequest(m_targets.intrudersGroup, {}, u"taken over"_s))
+                .has_conversation_info());
 
     // alice and bob stay live from here on: whatever reaches their logs is pushed to them.
     QList<v1::Event> events;
@@ -285,8 +219,8 @@ QString TestServerAbuse::victimsView()
     QStringList view;
     for (ProtocolClient* victim : { m_alice.get(), m_bob.get() }) {
         for (const QString& conversation : { m_targets.direct, m_targets.group }) {
-            view.append(
-                QString::fromStdString(victim->request(history(conversation)).ShortDebugString()));
+            view.append(QString::fromStdString(
+                victim->request(historyRequest(conversation, 0, 200)).ShortDebugString()));
         }
         v1::Envelope list;
         list.mutable_list_devices();

@@ -3,7 +3,9 @@
 // losing its open connection at once, and no account reaching another account's devices.
 
 #include "core/CloseCodes.h"
+#include "ferry.pb.h"
 #include "tests/support/ProtocolClient.h"
+#include "tests/support/Requests.h"
 #include "tests/support/ServerProcess.h"
 
 #include <QDeadlineTimer>
@@ -12,8 +14,6 @@
 #include <QTest>
 
 #include <memory>
-
-#include "ferry.pb.h"
 
 using namespace ferry;
 using namespace ferry::test;
@@ -25,21 +25,6 @@ v1::Envelope listDevices()
 {
     v1::Envelope envelope;
     envelope.mutable_list_devices();
-    return envelope;
-}
-
-v1::Envelope renameDevice(quint64 deviceId, const QString& name)
-{
-    v1::Envelope envelope;
-    envelope.mutable_rename_device()->set_device_id(deviceId);
-    envelope.mutable_rename_device()->set_name(name.toStdString());
-    return envelope;
-}
-
-v1::Envelope removeDevice(quint64 deviceId)
-{
-    v1::Envelope envelope;
-    envelope.mutable_remove_device()->set_device_id(deviceId);
     return envelope;
 }
 
@@ -181,7 +166,7 @@ void TestServerDevices::renamingADevice()
     const std::string nameBefore = devicesOf(*m_aliceLaptop).value(deviceId).name();
     const std::string bobsNameBefore = devicesOf(*m_bob).value(m_bob->deviceId()).name();
 
-    const v1::Envelope answer = m_aliceLaptop->request(renameDevice(deviceId, name));
+    const v1::Envelope answer = m_aliceLaptop->request(renameDeviceRequest(deviceId, name));
     if (expectedCode == 0) {
         QVERIFY2(answer.has_ok(), answer.DebugString().c_str());
         QCOMPARE(devicesOf(*m_aliceLaptop).value(deviceId).name(), name.toStdString());
@@ -203,7 +188,7 @@ void TestServerDevices::removingAnotherConnectedDeviceClosesItsConnectionAtOnce(
 
     QElapsedTimer sinceRemoval;
     sinceRemoval.start();
-    const v1::Envelope answer = m_aliceLaptop->request(removeDevice(oldPhoneId));
+    const v1::Envelope answer = m_aliceLaptop->request(removeDeviceRequest(oldPhoneId));
     QVERIFY2(answer.has_ok(), answer.DebugString().c_str());
     QVERIFY(oldPhone.waitClosed(2000));
     QCOMPARE(int(oldPhone.socket().closeCode()), CloseCode::DeviceRemoved);
@@ -217,9 +202,9 @@ void TestServerDevices::removingAnotherConnectedDeviceClosesItsConnectionAtOnce(
     QVERIFY(devices.contains(m_alicePhone->deviceId()));
 
     // A removed device cannot be removed or renamed again.
-    QCOMPARE(m_aliceLaptop->request(removeDevice(oldPhoneId)).error().code(), v1::NOT_FOUND);
-    QCOMPARE(
-        m_aliceLaptop->request(renameDevice(oldPhoneId, u"back"_s)).error().code(), v1::NOT_FOUND);
+    QCOMPARE(m_aliceLaptop->request(removeDeviceRequest(oldPhoneId)).error().code(), v1::NOT_FOUND);
+    QCOMPARE(m_aliceLaptop->request(renameDeviceRequest(oldPhoneId, u"back"_s)).error().code(),
+        v1::NOT_FOUND);
 }
 
 void TestServerDevices::aDeviceMayRemoveItselfAndHearsTheAnswerFirst()
@@ -228,7 +213,7 @@ void TestServerDevices::aDeviceMayRemoveItselfAndHearsTheAnswerFirst()
     const quint64 spareId = spare.login(m_alice);
     QVERIFY(spareId != 0);
 
-    const quint64 requestId = spare.send(removeDevice(spareId));
+    const quint64 requestId = spare.send(removeDeviceRequest(spareId));
     v1::Envelope answer;
     QVERIFY(spare.reply(requestId, &answer));
     QVERIFY2(answer.has_ok(), answer.DebugString().c_str());
@@ -248,11 +233,11 @@ void TestServerDevices::noDeviceReachesAnotherAccountsDevices()
 
     // Neither renaming nor removing alice's devices gets through, and both answer as for a
     // device that does not exist, so bob learns nothing about which ids are in use.
-    const v1::Envelope rename = m_bob->request(renameDevice(laptopId, u"mine now"_s));
+    const v1::Envelope rename = m_bob->request(renameDeviceRequest(laptopId, u"mine now"_s));
     QCOMPARE(rename.error().code(), v1::NOT_FOUND);
-    const v1::Envelope remove = m_bob->request(removeDevice(phoneId));
+    const v1::Envelope remove = m_bob->request(removeDeviceRequest(phoneId));
     QCOMPARE(remove.error().code(), v1::NOT_FOUND);
-    const v1::Envelope removeMissing = m_bob->request(removeDevice(9'999'999));
+    const v1::Envelope removeMissing = m_bob->request(removeDeviceRequest(9'999'999));
     QCOMPARE(removeMissing.error().message(), remove.error().message());
 
     // alice's devices are as they were, and her phone is still connected.

@@ -30,7 +30,6 @@ private Q_SLOTS:
         if (!m_disk->mount(4)) {
             QSKIP("mounting a 4 MiB tmpfs for the server needs root; run as root to test this");
         }
-        m_filler = m_disk->filePath(u"filler"_s);
 
         m_server = std::make_unique<ServerProcess>(m_disk->filePath(u"server"_s));
         QVERIFY2(m_server->start(), qPrintable(m_server->errorString()));
@@ -59,7 +58,7 @@ private Q_SLOTS:
                 u"bob"_s, u"while the server's disk is full "_s + QString::number(i));
             QVERIFY2(sent.ok(), qPrintable(sent.describe()));
         }
-        fillDisk();
+        QVERIFY(m_disk->fill());
 
         const CtlRun refused = m_alice->sync(3);
         QCOMPARE(refused.exitCode, 3);
@@ -71,7 +70,7 @@ private Q_SLOTS:
         QVERIFY2(queued, whyNot(queued).constData());
         QCOMPARE(queued->value(u"outbox"_s).toInteger(), qint64(Messages));
 
-        freeDisk();
+        QVERIFY(m_disk->free());
         const CtlRun synced = m_alice->sync();
         QVERIFY2(synced.ok(), qPrintable(synced.describe()));
         QVERIFY2(m_bob->sync().ok(), "bob's sync");
@@ -110,23 +109,8 @@ private:
         return file.open(QIODevice::ReadOnly) ? file.readAll() : QByteArray();
     }
 
-    void fillDisk()
-    {
-        QFile filler(m_filler);
-        QVERIFY(filler.open(QIODevice::WriteOnly | QIODevice::Append));
-        const QByteArray chunk(16 * 1024, 'f');
-        // Bounded: the tmpfs holds 4 MiB, so this stops long before the bound.
-        for (int i = 0; i < 1024 && filler.write(chunk) == chunk.size(); ++i) {
-            filler.flush();
-        }
-        filler.close();
-    }
-
-    void freeDisk() { QVERIFY(QFile::remove(m_filler)); }
-
     QTemporaryDir m_root;
     std::unique_ptr<SmallDisk> m_disk;
-    QString m_filler;
     std::unique_ptr<ServerProcess> m_server;
     std::unique_ptr<Ctl> m_alice;
     std::unique_ptr<Ctl> m_bob;

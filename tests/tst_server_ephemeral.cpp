@@ -2,8 +2,10 @@
 // pushed to connected devices only, never stored and never replayed, and reach only users who
 // share a conversation with their subject.
 
+#include "ferry.pb.h"
 #include "tests/support/HttpProbe.h"
 #include "tests/support/ProtocolClient.h"
+#include "tests/support/Requests.h"
 #include "tests/support/ServerProcess.h"
 
 #include <QDateTime>
@@ -13,8 +15,6 @@
 
 #include <memory>
 
-#include "ferry.pb.h"
-
 using namespace ferry;
 using namespace ferry::test;
 using namespace Qt::StringLiterals;
@@ -22,14 +22,6 @@ using namespace Qt::StringLiterals;
 namespace {
 
 const QString AliceAndBob = u"direct:alice:bob"_s;
-
-v1::Envelope typing(const QString& conversationId, bool active)
-{
-    v1::Envelope envelope;
-    envelope.mutable_typing()->set_conversation_id(conversationId.toStdString());
-    envelope.mutable_typing()->set_active(active);
-    return envelope;
-}
 
 bool isTyping(const v1::Envelope& envelope)
 {
@@ -149,7 +141,7 @@ void TestServerEphemeral::typingIsRelayedToTheOtherMembersConnectedDevices()
     const auto carol = connect(u"carol"_s);
     QVERIFY(alice && bob && bobAgain && carol);
 
-    alice->send(typing(AliceAndBob, active));
+    alice->send(typingRequest(AliceAndBob, active));
 
     for (ProtocolClient* receiver : { bob.get(), bobAgain.get() }) {
         v1::Envelope relayed;
@@ -175,7 +167,7 @@ void TestServerEphemeral::typingInAConversationOneIsNotInIsRefused()
     const auto carol = connect(u"carol"_s);
     QVERIFY(bob && carol);
 
-    const v1::Envelope answer = carol->request(typing(AliceAndBob, true));
+    const v1::Envelope answer = carol->request(typingRequest(AliceAndBob, true));
     QVERIFY2(answer.has_error(), answer.DebugString().c_str());
     QCOMPARE(answer.error().code(), v1::NOT_A_MEMBER);
     for (const v1::Envelope& envelope : bob->collect(300)) {
@@ -195,7 +187,7 @@ void TestServerEphemeral::typingIsNeverStoredNorReplayed()
         QVERIFY(bob->syncAll(&events));
         bobsOffsetBefore = events.isEmpty() ? 0 : events.last().offset();
 
-        alice->send(typing(AliceAndBob, true));
+        alice->send(typingRequest(AliceAndBob, true));
         v1::Envelope relayed;
         QVERIFY(bob->nextWhere(isTyping, &relayed));
         bob->socket().close();
@@ -204,8 +196,8 @@ void TestServerEphemeral::typingIsNeverStoredNorReplayed()
     // Once bob is offline, as alice learns, typing is relayed to nobody.
     v1::Envelope offline;
     QVERIFY(alice->nextWhere(isPresence("bob", false), &offline));
-    alice->send(typing(AliceAndBob, false));
-    alice->send(typing(AliceAndBob, true));
+    alice->send(typingRequest(AliceAndBob, false));
+    alice->send(typingRequest(AliceAndBob, true));
 
     // Back again, bob's log has grown by nothing and no typing comes to his new connection.
     const auto bob = connect(u"bob"_s);

@@ -3,26 +3,23 @@
 // conversation and appearing in every member's event log, and membership enforced on send, sync
 // and history.
 
+#include "ferry.pb.h"
 #include "tests/support/ProtocolClient.h"
+#include "tests/support/Requests.h"
 #include "tests/support/ServerProcess.h"
 
 #include <QDeadlineTimer>
 #include <QTemporaryDir>
 #include <QTest>
-#include <QUuid>
 
 #include <map>
 #include <memory>
-
-#include "ferry.pb.h"
 
 using namespace ferry;
 using namespace ferry::test;
 using namespace Qt::StringLiterals;
 
 namespace {
-
-QString newGroupId() { return u"group:"_s + QUuid::createUuid().toString(QUuid::WithoutBraces); }
 
 QString joined(const google::protobuf::RepeatedPtrField<std::string>& names)
 {
@@ -31,51 +28,6 @@ QString joined(const google::protobuf::RepeatedPtrField<std::string>& names)
         list.append(QString::fromStdString(name));
     }
     return list.join(u',');
-}
-
-v1::Envelope createGroup(
-    const QString& conversationId, const QStringList& members, const QString& title = {})
-{
-    v1::Envelope envelope;
-    envelope.mutable_create_group()->set_conversation_id(conversationId.toStdString());
-    envelope.mutable_create_group()->set_title(title.toStdString());
-    for (const QString& member : members) {
-        envelope.mutable_create_group()->add_members(member.toStdString());
-    }
-    return envelope;
-}
-
-v1::Envelope addMembers(const QString& conversationId, const QStringList& names)
-{
-    v1::Envelope envelope;
-    envelope.mutable_add_members()->set_conversation_id(conversationId.toStdString());
-    for (const QString& name : names) {
-        envelope.mutable_add_members()->add_user_names(name.toStdString());
-    }
-    return envelope;
-}
-
-v1::Envelope removeMember(const QString& conversationId, const QString& name)
-{
-    v1::Envelope envelope;
-    envelope.mutable_remove_member()->set_conversation_id(conversationId.toStdString());
-    envelope.mutable_remove_member()->set_user_name(name.toStdString());
-    return envelope;
-}
-
-v1::Envelope leave(const QString& conversationId)
-{
-    v1::Envelope envelope;
-    envelope.mutable_leave_conversation()->set_conversation_id(conversationId.toStdString());
-    return envelope;
-}
-
-v1::Envelope history(const QString& conversationId, quint32 limit = 50)
-{
-    v1::Envelope envelope;
-    envelope.mutable_history()->set_conversation_id(conversationId.toStdString());
-    envelope.mutable_history()->set_limit(limit);
-    return envelope;
 }
 
 std::string conversationOf(const v1::Event& event)
@@ -180,7 +132,8 @@ void TestServerGroups::creatingAGroupAnswersWithItsMembers()
 {
     const QString group = newGroupId();
     const v1::Envelope answer
-        = client(u"alice"_s).request(createGroup(group, { u"carol"_s, u"bob"_s }, u"Trip"_s));
+        = client(u"alice"_s)
+              .request(createGroupRequest(group, { u"carol"_s, u"bob"_s }, u"Trip"_s));
     QVERIFY2(answer.has_conversation_info(), answer.DebugString().c_str());
     const v1::ConversationInfo& info = answer.conversation_info();
     QCOMPARE(QString::fromStdString(info.conversation_id()), group);
@@ -199,11 +152,11 @@ void TestServerGroups::creatingTheSameGroupAgainChangesNothing()
 {
     const QString group = newGroupId();
     const v1::Envelope first
-        = client(u"alice"_s).request(createGroup(group, { u"bob"_s, u"carol"_s }));
+        = client(u"alice"_s).request(createGroupRequest(group, { u"bob"_s, u"carol"_s }));
     QVERIFY2(first.has_conversation_info(), first.DebugString().c_str());
 
     // A resend, even one that names other members, answers with the group as it is.
-    const v1::Envelope again = client(u"alice"_s).request(createGroup(group, { u"dave"_s }));
+    const v1::Envelope again = client(u"alice"_s).request(createGroupRequest(group, { u"dave"_s }));
     QVERIFY2(again.has_conversation_info(), again.DebugString().c_str());
     QCOMPARE(joined(again.conversation_info().members()), u"alice,bob,carol"_s);
     QCOMPARE(again.conversation_info().last_seq(), first.conversation_info().last_seq());
@@ -221,7 +174,7 @@ void TestServerGroups::creatingAGroupIsRefused_data()
     QTest::addColumn<int>("expectedCode");
 
     const QString takenByBob = newGroupId();
-    m_clients.at(u"bob"_s)->request(createGroup(takenByBob, { u"dave"_s }));
+    m_clients.at(u"bob"_s)->request(createGroupRequest(takenByBob, { u"dave"_s }));
 
     QTest::newRow("an id without the group prefix")
         << u"chat:abc"_s << QStringList { u"bob"_s } << int(v1::BAD_REQUEST);
@@ -243,7 +196,8 @@ void TestServerGroups::creatingAGroupIsRefused()
     QFETCH(QStringList, members);
     QFETCH(int, expectedCode);
 
-    const v1::Envelope answer = client(u"alice"_s).request(createGroup(conversationId, members));
+    const v1::Envelope answer
+        = client(u"alice"_s).request(createGroupRequest(conversationId, members));
     QVERIFY2(answer.has_error(), answer.DebugString().c_str());
     QCOMPARE(int(answer.error().code()), expectedCode);
 
@@ -251,7 +205,7 @@ void TestServerGroups::creatingAGroupIsRefused()
     // is in, is no member of anything under that id.
     QCOMPARE(logOf(u"alice"_s, conversationId).filter(u"CREATED"_s), QStringList());
     if (!conversationId.startsWith(u"direct:")) {
-        const v1::Envelope peek = client(u"alice"_s).request(history(conversationId));
+        const v1::Envelope peek = client(u"alice"_s).request(historyRequest(conversationId, 0, 50));
         QCOMPARE(peek.error().code(), v1::NOT_A_MEMBER);
     }
 }
@@ -259,18 +213,20 @@ void TestServerGroups::creatingAGroupIsRefused()
 void TestServerGroups::everyChangeTakesASeqAndReachesEveryMembersLog()
 {
     const QString group = newGroupId();
-    QVERIFY(client(u"alice"_s).request(createGroup(group, { u"bob"_s })).has_conversation_info());
+    QVERIFY(client(u"alice"_s)
+                .request(createGroupRequest(group, { u"bob"_s }))
+                .has_conversation_info());
     QVERIFY(client(u"alice"_s).sendMessage(group, "hello").has_send_ack());
 
     // Any member may add; the answer is the group after the change.
-    const v1::Envelope added = client(u"bob"_s).request(addMembers(group, { u"carol"_s }));
+    const v1::Envelope added = client(u"bob"_s).request(addMembersRequest(group, { u"carol"_s }));
     QVERIFY2(added.has_conversation_info(), added.DebugString().c_str());
     QCOMPARE(joined(added.conversation_info().members()), u"alice,bob,carol"_s);
     QCOMPARE(added.conversation_info().last_seq(), quint64(3));
 
-    const v1::Envelope removed = client(u"alice"_s).request(removeMember(group, u"carol"_s));
+    const v1::Envelope removed = client(u"alice"_s).request(removeMemberRequest(group, u"carol"_s));
     QVERIFY2(removed.has_ok(), removed.DebugString().c_str());
-    const v1::Envelope left = client(u"bob"_s).request(leave(group));
+    const v1::Envelope left = client(u"bob"_s).request(leaveRequest(group));
     QVERIFY2(left.has_ok(), left.DebugString().c_str());
 
     const QStringList everything {
@@ -288,7 +244,7 @@ void TestServerGroups::everyChangeTakesASeqAndReachesEveryMembersLog()
     QCOMPARE(logOf(u"dave"_s, group), QStringList());
 
     // The history holds the changes at the same places.
-    const v1::Envelope page = client(u"alice"_s).request(history(group));
+    const v1::Envelope page = client(u"alice"_s).request(historyRequest(group, 0, 50));
     QVERIFY2(page.has_history_page(), page.DebugString().c_str());
     QList<quint64> membershipSeqs;
     for (const v1::MembershipEvent& change : page.history_page().memberships()) {
@@ -328,27 +284,29 @@ void TestServerGroups::aChangeThatChangesNothingOrIsNotAllowedLeavesNoTrace()
     QFETCH(int, expectedCode);
 
     const QString group = newGroupId();
-    QVERIFY(client(u"alice"_s).request(createGroup(group, { u"bob"_s })).has_conversation_info());
+    QVERIFY(client(u"alice"_s)
+                .request(createGroupRequest(group, { u"bob"_s }))
+                .has_conversation_info());
     const QString direct = u"direct:alice:bob"_s;
     const QStringList directBefore = logOf(u"bob"_s, direct);
 
     v1::Envelope request;
     if (change == u"add bob") {
-        request = addMembers(group, { u"bob"_s });
+        request = addMembersRequest(group, { u"bob"_s });
     } else if (change == u"add nobody") {
-        request = addMembers(group, { u"nobody"_s });
+        request = addMembersRequest(group, { u"nobody"_s });
     } else if (change == u"add carol") {
-        request = addMembers(group, { u"carol"_s });
+        request = addMembersRequest(group, { u"carol"_s });
     } else if (change == u"remove carol") {
-        request = removeMember(group, u"carol"_s);
+        request = removeMemberRequest(group, u"carol"_s);
     } else if (change == u"remove bob") {
-        request = removeMember(group, u"bob"_s);
+        request = removeMemberRequest(group, u"bob"_s);
     } else if (change == u"leave") {
-        request = leave(group);
+        request = leaveRequest(group);
     } else if (change == u"add carol to direct") {
-        request = addMembers(direct, { u"carol"_s });
+        request = addMembersRequest(direct, { u"carol"_s });
     } else if (change == u"leave direct") {
-        request = leave(direct);
+        request = leaveRequest(direct);
     }
     const v1::Envelope answer = client(actor).request(request);
     if (expectedCode == 0) {
@@ -380,10 +338,10 @@ void TestServerGroups::onlyMembersMaySend()
 
     const QString group = newGroupId();
     QVERIFY(client(u"alice"_s)
-                .request(createGroup(group, { u"bob"_s, u"carol"_s }))
+                .request(createGroupRequest(group, { u"bob"_s, u"carol"_s }))
                 .has_conversation_info());
-    QVERIFY(client(u"alice"_s).request(removeMember(group, u"carol"_s)).has_ok());
-    QVERIFY(client(u"bob"_s).request(leave(group)).has_ok());
+    QVERIFY(client(u"alice"_s).request(removeMemberRequest(group, u"carol"_s)).has_ok());
+    QVERIFY(client(u"bob"_s).request(leaveRequest(group)).has_ok());
 
     const QByteArray id = MessageId::generate().bytes();
     const v1::Envelope answer = client(sender).sendMessage(group, "let me in", id);
@@ -392,7 +350,7 @@ void TestServerGroups::onlyMembersMaySend()
     QCOMPARE(toBytes(answer.error().message_id()), id);
 
     // Nothing was stored: the group's history holds no message.
-    const v1::Envelope page = client(u"alice"_s).request(history(group));
+    const v1::Envelope page = client(u"alice"_s).request(historyRequest(group, 0, 50));
     QCOMPARE(page.history_page().messages_size(), 0);
     QCOMPARE(page.history_page().memberships_size(), 3);
 }
@@ -401,16 +359,16 @@ void TestServerGroups::aRemovedMemberHearsOfTheRemovalAndOfNothingAfter()
 {
     const QString group = newGroupId();
     QVERIFY(client(u"alice"_s)
-                .request(createGroup(group, { u"bob"_s, u"carol"_s }))
+                .request(createGroupRequest(group, { u"bob"_s, u"carol"_s }))
                 .has_conversation_info());
     QVERIFY(client(u"alice"_s).sendMessage(group, "before").has_send_ack());
 
     // A member reads the history...
-    const v1::Envelope whileMember = client(u"carol"_s).request(history(group));
+    const v1::Envelope whileMember = client(u"carol"_s).request(historyRequest(group, 0, 50));
     QVERIFY2(whileMember.has_history_page(), whileMember.DebugString().c_str());
     QCOMPARE(whileMember.history_page().messages_size(), 1);
 
-    QVERIFY(client(u"alice"_s).request(removeMember(group, u"carol"_s)).has_ok());
+    QVERIFY(client(u"alice"_s).request(removeMemberRequest(group, u"carol"_s)).has_ok());
     QVERIFY(client(u"alice"_s).sendMessage(group, "after").has_send_ack());
 
     const QStringList untilTheRemoval {
@@ -423,10 +381,10 @@ void TestServerGroups::aRemovedMemberHearsOfTheRemovalAndOfNothingAfter()
         logOf(u"bob"_s, group), untilTheRemoval + QStringList { u"4 message from alice: after"_s });
 
     // ...a former member does not, and cannot bring herself back.
-    const v1::Envelope afterRemoval = client(u"carol"_s).request(history(group));
+    const v1::Envelope afterRemoval = client(u"carol"_s).request(historyRequest(group, 0, 50));
     QVERIFY2(afterRemoval.has_error(), afterRemoval.DebugString().c_str());
     QCOMPARE(afterRemoval.error().code(), v1::NOT_A_MEMBER);
-    QCOMPARE(client(u"carol"_s).request(addMembers(group, { u"carol"_s })).error().code(),
+    QCOMPARE(client(u"carol"_s).request(addMembersRequest(group, { u"carol"_s })).error().code(),
         v1::NOT_A_MEMBER);
 }
 
@@ -434,7 +392,7 @@ void TestServerGroups::aGroupMessageReachesEveryMembersLogExactlyOnce()
 {
     const QString group = newGroupId();
     QVERIFY(client(u"alice"_s)
-                .request(createGroup(group, { u"bob"_s, u"carol"_s }))
+                .request(createGroupRequest(group, { u"bob"_s, u"carol"_s }))
                 .has_conversation_info());
 
     // bob and carol are live, so the messages are pushed to them as well as logged.

@@ -3,17 +3,16 @@
 // devices, marks only move forward, and history pages walk a conversation backwards visiting
 // every entry once, with its edges and limits.
 
+#include "ferry.pb.h"
 #include "tests/support/ProtocolClient.h"
+#include "tests/support/Requests.h"
 #include "tests/support/ServerProcess.h"
 
 #include <QTemporaryDir>
 #include <QTest>
-#include <QUuid>
 
 #include <limits>
 #include <memory>
-
-#include "ferry.pb.h"
 
 using namespace ferry;
 using namespace ferry::test;
@@ -23,26 +22,6 @@ namespace {
 
 // The history tests share one direct conversation of this many messages, "message 1" and on.
 constexpr int HistoryLength = 25;
-
-QString newGroupId() { return u"group:"_s + QUuid::createUuid().toString(QUuid::WithoutBraces); }
-
-v1::Envelope receipt(const QString& conversationId, v1::ReceiptKind kind, quint64 upToSeq)
-{
-    v1::Envelope envelope;
-    envelope.mutable_receipt()->set_conversation_id(conversationId.toStdString());
-    envelope.mutable_receipt()->set_kind(kind);
-    envelope.mutable_receipt()->set_up_to_seq(upToSeq);
-    return envelope;
-}
-
-v1::Envelope history(const QString& conversationId, quint64 beforeSeq, quint32 limit)
-{
-    v1::Envelope envelope;
-    envelope.mutable_history()->set_conversation_id(conversationId.toStdString());
-    envelope.mutable_history()->set_before_seq(beforeSeq);
-    envelope.mutable_history()->set_limit(limit);
-    return envelope;
-}
 
 /// Events of a user's log after `afterOffset`, read through `client`.
 QList<v1::Event> eventsAfter(ProtocolClient& client, quint64 afterOffset)
@@ -199,7 +178,7 @@ void TestServerReceiptsHistory::aReceiptReachesTheOtherMembersAndTheReportersOth
     m_bobLaptop->collect(0);
 
     const v1::Envelope answer
-        = m_bobPhone->request(receipt(group, static_cast<v1::ReceiptKind>(kind), 3));
+        = m_bobPhone->request(receiptRequest(group, static_cast<v1::ReceiptKind>(kind), 3));
     QVERIFY2(answer.has_ok(), answer.DebugString().c_str());
 
     const QString expected = u"bob "_s
@@ -247,13 +226,13 @@ void TestServerReceiptsHistory::receiptsOnlyMoveForward()
     const QString group = groupWithThreeMessages();
     QVERIFY(!group.isEmpty());
     const v1::Envelope first = m_bobPhone->request(
-        receipt(group, static_cast<v1::ReceiptKind>(firstKind), quint64(firstUpTo)));
+        receiptRequest(group, static_cast<v1::ReceiptKind>(firstKind), quint64(firstUpTo)));
     QVERIFY2(first.has_ok(), first.DebugString().c_str());
     const quint64 aliceBefore = lastOffset(*m_alice);
 
     // A receipt that changes nothing is still answered Ok: for the client it is done.
     const v1::Envelope second = m_bobPhone->request(
-        receipt(group, static_cast<v1::ReceiptKind>(secondKind), quint64(secondUpTo)));
+        receiptRequest(group, static_cast<v1::ReceiptKind>(secondKind), quint64(secondUpTo)));
     QVERIFY2(second.has_ok(), second.DebugString().c_str());
 
     const QStringList news = receiptsIn(eventsAfter(*m_alice, aliceBefore));
@@ -275,7 +254,7 @@ void TestServerReceiptsHistory::aReceiptPastTheNewestEntryCountsUpToTheNewest()
     QVERIFY(!group.isEmpty());
     const quint64 aliceBefore = lastOffset(*m_alice);
 
-    QVERIFY(m_bobPhone->request(receipt(group, v1::READ, 1000)).has_ok());
+    QVERIFY(m_bobPhone->request(receiptRequest(group, v1::READ, 1000)).has_ok());
     const QStringList news = receiptsIn(eventsAfter(*m_alice, aliceBefore));
     QCOMPARE(news.size(), 1);
     QVERIFY2(news[0].startsWith(u"bob READ up to 4 "_s), qPrintable(news[0]));
@@ -283,7 +262,7 @@ void TestServerReceiptsHistory::aReceiptPastTheNewestEntryCountsUpToTheNewest()
     // A read mark at the end covers the message that comes next only once it is reported.
     QVERIFY(m_alice->sendMessage(group, "one more").has_send_ack());
     const quint64 beforeFifth = lastOffset(*m_alice);
-    QVERIFY(m_bobPhone->request(receipt(group, v1::READ, 5)).has_ok());
+    QVERIFY(m_bobPhone->request(receiptRequest(group, v1::READ, 5)).has_ok());
     QCOMPARE(receiptsIn(eventsAfter(*m_alice, beforeFifth)).size(), 1);
 }
 
@@ -319,7 +298,7 @@ void TestServerReceiptsHistory::aReceiptIsRefused()
 
     ProtocolClient& client = reporter == u"bob" ? *m_bobPhone : *m_carol;
     const v1::Envelope answer
-        = client.request(receipt(target, static_cast<v1::ReceiptKind>(kind), 2));
+        = client.request(receiptRequest(target, static_cast<v1::ReceiptKind>(kind), 2));
     QVERIFY2(answer.has_error(), answer.DebugString().c_str());
     QCOMPARE(int(answer.error().code()), expectedCode);
     QCOMPARE(receiptsIn(eventsAfter(*m_alice, aliceBefore)), QStringList());
@@ -329,7 +308,7 @@ void TestServerReceiptsHistory::aReceiptIsRefused()
 
 void TestServerReceiptsHistory::theNewestPageComesFirst()
 {
-    const v1::Envelope answer = m_carol->request(history(m_historyConversation, 0, 5));
+    const v1::Envelope answer = m_carol->request(historyRequest(m_historyConversation, 0, 5));
     QVERIFY2(answer.has_history_page(), answer.DebugString().c_str());
     const v1::HistoryPage& page = answer.history_page();
     QCOMPARE(QString::fromStdString(page.conversation_id()), m_historyConversation);
@@ -365,7 +344,7 @@ void TestServerReceiptsHistory::pagingBackwardsVisitsEverySeqOnce()
     for (bool more = true; more;) {
         QVERIFY2(++pages <= HistoryLength + 1, "the paging does not end");
         const v1::Envelope answer
-            = m_alice->request(history(m_historyConversation, before, quint32(limit)));
+            = m_alice->request(historyRequest(m_historyConversation, before, quint32(limit)));
         QVERIFY2(answer.has_history_page(), answer.DebugString().c_str());
         const QList<quint64> seqs = seqsOf(answer.history_page());
         QVERIFY(!seqs.isEmpty());
@@ -409,7 +388,7 @@ void TestServerReceiptsHistory::theEdgesOfTheHistory()
     QFETCH(bool, expectedMore);
 
     const v1::Envelope answer
-        = m_alice->request(history(m_historyConversation, beforeSeq, quint32(limit)));
+        = m_alice->request(historyRequest(m_historyConversation, beforeSeq, quint32(limit)));
     QVERIFY2(answer.has_history_page(), answer.DebugString().c_str());
     QCOMPARE(seqsOf(answer.history_page()), expectedSeqs);
     QCOMPARE(answer.history_page().has_more(), expectedMore);
@@ -426,11 +405,11 @@ void TestServerReceiptsHistory::aPageOfNoneOrOfMoreThanTwoHundredIsRefused_data(
 void TestServerReceiptsHistory::aPageOfNoneOrOfMoreThanTwoHundredIsRefused()
 {
     QFETCH(quint32, limit);
-    const v1::Envelope answer = m_alice->request(history(m_historyConversation, 0, limit));
+    const v1::Envelope answer = m_alice->request(historyRequest(m_historyConversation, 0, limit));
     QVERIFY2(answer.has_error(), answer.DebugString().c_str());
     QCOMPARE(answer.error().code(), v1::BAD_REQUEST);
     // A refused request leaves the connection usable.
-    QVERIFY(m_alice->request(history(m_historyConversation, 0, 1)).has_history_page());
+    QVERIFY(m_alice->request(historyRequest(m_historyConversation, 0, 1)).has_history_page());
 }
 
 QTEST_GUILESS_MAIN(TestServerReceiptsHistory)

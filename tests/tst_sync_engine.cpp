@@ -12,25 +12,17 @@
 #include "core/MessageId.h"
 #include "sync/SyncEngine.h"
 #include "tests/support/Checks.h"
+#include "tests/support/EngineTestbed.h"
 #include "tests/support/FaultProxy.h"
-#include "tests/support/ProtocolClient.h"
-#include "tests/support/ServerProcess.h"
 
-#include <QDir>
 #include <QElapsedTimer>
-#include <QFileInfo>
-#include <QMetaEnum>
 #include <QPointer>
 #include <QSignalSpy>
 #include <QTcpServer>
-#include <QTemporaryDir>
-#include <QWebSocket>
 #include <QTest>
+#include <QWebSocket>
 
-#include <map>
 #include <memory>
-
-#include "ferry.pb.h"
 
 using namespace ferry;
 using namespace ferry::test;
@@ -38,40 +30,13 @@ using namespace Qt::StringLiterals;
 using namespace std::chrono_literals;
 
 using State = SyncEngine::State;
+using Device = EngineTestbed::Device;
 
 namespace {
 
 // Bounds for waits on what takes some 100 ms on an idle machine; the margin is for a CI runner
 // busy with other tests, and a failing test reaches it only when something hangs.
 constexpr int WaitMs = 15'000;
-
-const QByteArray Password = QByteArrayLiteral("a password long enough");
-
-SyncEngine::Settings quickSettings()
-{
-    SyncEngine::Settings settings;
-    settings.backoff.base = 50ms;
-    settings.backoff.cap = 500ms;
-    settings.heartbeatInterval = 300ms;
-    settings.heartbeatTimeout = 600ms;
-    settings.watchNetwork = false;
-    return settings;
-}
-
-QString stateName(State state)
-{
-    return QString::fromLatin1(QMetaEnum::fromType<State>().valueToKey(static_cast<int>(state)));
-}
-
-/// The states a spy on stateChanged saw, by name, in order.
-QStringList statesSeen(const QSignalSpy& spy)
-{
-    QStringList names;
-    for (const QList<QVariant>& arguments : spy) {
-        names.append(stateName(arguments.at(0).value<State>()));
-    }
-    return names;
-}
 
 /// The entries of a history with the given body.
 QList<StoredMessage> withBody(const QList<StoredMessage>& entries, const QByteArray& body)
@@ -85,47 +50,12 @@ QList<StoredMessage> withBody(const QList<StoredMessage>& entries, const QByteAr
     return found;
 }
 
-/// An entry as one line, for the message of a failed check.
-QString describe(const StoredMessage& entry)
-{
-    return MessageId::fromBytes(entry.messageId)->toString() + u" seq "
-        + (entry.seq ? QString::number(*entry.seq) : u"-"_s) + u' ' + entry.sender + u' '
-        + messageStateName(entry.state) + u" \"" + QString::fromUtf8(entry.body) + u'"';
-}
-
-QByteArray describe(const QList<StoredMessage>& entries)
-{
-    QStringList lines;
-    for (const StoredMessage& entry : entries) {
-        lines.append(describe(entry));
-    }
-    return (lines.isEmpty() ? u"(no entries)"_s : lines.join(u'\n')).toUtf8();
-}
-
 /// What two devices must agree on about an entry; localId and writtenMs are each device's own.
 QString comparable(const StoredMessage& entry)
 {
     return describe(entry) + u" kind " + QString::number(static_cast<int>(entry.kind)) + u" at "
         + QString::number(entry.serverTimeMs.value_or(-1));
 }
-
-/// Where the test's files go: a RAM-backed folder where there is one. The backlog below costs
-/// the server a flushed commit per message, some 3 ms each on a virtual disk and ten seconds for
-/// the whole backlog, while none of these tests is about what reaches the disk
-/// (tst_crash_resend and tst_offline_delivery are, on an ordinary folder).
-QString memoryBackedTemplate(const QString& name)
-{
-    const QFileInfo shm(u"/dev/shm"_s);
-    const QString folder
-        = shm.isDir() && shm.isWritable() ? shm.absoluteFilePath() : QDir::tempPath();
-    return folder + u'/' + name + u"-XXXXXX";
-}
-
-/// One device: its profile folder and its store, open for the whole test case.
-struct Device {
-    QString profile;
-    std::unique_ptr<ClientStore> store;
-};
 
 } // namespace
 
@@ -150,82 +80,12 @@ private Q_SLOTS:
     void twoDevicesOfOneAccountEndWithTheSameHistoryAndReadState();
 
 private:
-    /// Signs a new device in through an engine (creating the account when `createAccount`),
-    /// and keeps its profile's store open under `name`.
-    Result<Done> signIn(const QString& name, const QString& user, bool createAccount);
-    Device& device(const QString& name) { return m_devices.at(name); }
-    /// An engine for the device, pointed at `url` (the server, unless given).
-    std::unique_ptr<SyncEngine> engineFor(Device& device,
-        SyncEngine::Settings settings = quickSettings(), const QUrl& url = {}) const;
-    /// Connects, catches up, sends what is queued and owed, and disconnects once idle.
-    Result<Done> syncOnce(Device& device, int timeoutMs = WaitMs) const;
     Result<QList<StoredMessage>> historyOf(Device& device, const QString& conversation) const;
-    /// Writes `count` messages from the device's account to a conversation and returns their
-    /// ids in the order the server numbered them.
-    Result<QByteArrayList> writeBacklog(
-        Device& sender, const QString& conversation, int count) const;
     /// Checks that the device holds exactly `ids`, in this order, with seq 1, 2, 3…
     void verifyHoldsExactly(Device& device, const QString& conversation, const QByteArrayList& ids);
 
-    QTemporaryDir m_root { memoryBackedTemplate(u"tst_sync_engine"_s) };
-    std::unique_ptr<ServerProcess> m_server;
-    std::map<QString, Device> m_devices;
+    EngineTestbed m_testbed { u"tst_sync_engine"_s, WaitMs };
 };
-
-Result<Done> TestSyncEngine::signIn(const QString& name, const QString& user, bool createAccount)
-{
-    Device device;
-    device.profile = m_root.filePath(u"profiles/"_s + name);
-    Result<std::unique_ptr<ClientStore>> store = ClientStore::open(device.profile);
-    if (!store) {
-        return store.error();
-    }
-    device.store = std::move(store.value());
-
-    // The password hash is slow by design, slower still on a loaded machine, and the short
-    // heartbeat timeout of the other engines would also bound the handshake that waits for it.
-    SyncEngine::Settings settings = quickSettings();
-    settings.heartbeatTimeout = 10s;
-    SyncEngine engine(device.store.get(), settings);
-    engine.setServerUrl(m_server->url());
-    QString refusal;
-    connect(&engine, &SyncEngine::stoppedWithError, this,
-        [&](const QString& kind, const QString& message) { refusal = kind + u": " + message; });
-    engine.startWithPassword(user, Password, name, createAccount);
-    const bool live = QTest::qWaitFor(
-        [&] { return engine.state() == State::Live || !refusal.isEmpty(); }, WaitMs);
-    engine.stop();
-    if (!refusal.isEmpty() || !live) {
-        return Error { u"sign-in"_s,
-            u"could not sign " + name + u" in as " + user + u": "
-                + (refusal.isEmpty() ? u"not live in time"_s : refusal) };
-    }
-    m_devices[name] = std::move(device);
-    return Done {};
-}
-
-std::unique_ptr<SyncEngine> TestSyncEngine::engineFor(
-    Device& device, SyncEngine::Settings settings, const QUrl& url) const
-{
-    auto engine = std::make_unique<SyncEngine>(device.store.get(), settings);
-    engine->setServerUrl(url.isValid() ? url : m_server->url());
-    return engine;
-}
-
-Result<Done> TestSyncEngine::syncOnce(Device& device, int timeoutMs) const
-{
-    std::unique_ptr<SyncEngine> engine = engineFor(device);
-    engine->start();
-    const bool idle = QTest::qWaitFor([&] { return engine->isIdle(); }, timeoutMs);
-    engine->stop();
-    if (!idle) {
-        return Error { u"sync"_s,
-            u"the engine of " + device.profile + u" was not idle within "
-                + QString::number(timeoutMs) + u" ms; it was " + stateName(engine->state())
-                + u", last link error: " + engine->lastLinkError() };
-    }
-    return Done {};
-}
 
 Result<QList<StoredMessage>> TestSyncEngine::historyOf(
     Device& device, const QString& conversation) const
@@ -233,111 +93,54 @@ Result<QList<StoredMessage>> TestSyncEngine::historyOf(
     return device.store->history(conversation);
 }
 
-Result<QByteArrayList> TestSyncEngine::writeBacklog(
-    Device& sender, const QString& conversation, int count) const
-{
-    // Written through a raw protocol connection as the sender's device, every message sent
-    // before the first ack is read: the sender's engine is not what these tests are about, and
-    // this takes a second where an engine, live and settling each ack, takes several.
-    const std::optional<AccountInfo> account = sender.store->account();
-    if (!account) {
-        return Error { u"backlog"_s, sender.profile + u" has no account" };
-    }
-    ProtocolClient client(m_server->url());
-    if (!client.isConnected() || !client.hello()) {
-        return Error { u"backlog"_s, u"could not say hello to the server"_s };
-    }
-    v1::Envelope resume;
-    resume.mutable_resume()->set_device_id(account->deviceId);
-    resume.mutable_resume()->set_device_token(toStd(account->deviceToken));
-    if (!client.request(resume).has_authenticated()) {
-        return Error { u"backlog"_s, u"the server did not take the device token"_s };
-    }
-
-    QByteArrayList ids;
-    for (int i = 1; i <= count; ++i) {
-        ids.append(MessageId::generate().bytes());
-        v1::Envelope send;
-        send.mutable_send()->set_message_id(toStd(ids.last()));
-        send.mutable_send()->set_conversation_id(conversation.toStdString());
-        send.mutable_send()->set_body("backlog message " + std::to_string(i));
-        client.send(send);
-    }
-    for (int i = 0; i < count; ++i) {
-        v1::Envelope ack;
-        if (!client.next(&ack) || !ack.has_send_ack()
-            || toBytes(ack.send_ack().message_id()) != ids.at(i)) {
-            return Error { u"backlog"_s,
-                u"message "_s + QString::number(i + 1) + u" was answered with "_s
-                    + QString::fromStdString(ack.ShortDebugString()) };
-        }
-    }
-    return ids;
-}
-
 void TestSyncEngine::verifyHoldsExactly(
     Device& device, const QString& conversation, const QByteArrayList& ids)
 {
-    const Result<QList<StoredMessage>> history = historyOf(device, conversation);
-    QVERIFY2(history, whyNot(history).constData());
-    QCOMPARE(history->size(), ids.size());
-    for (qsizetype i = 0; i < ids.size(); ++i) {
-        const StoredMessage& entry = history->at(i);
-        const QByteArray where = "entry " + QByteArray::number(i) + ": " + describe(entry).toUtf8();
-        QVERIFY2(entry.messageId == ids.at(i), where.constData());
-        QVERIFY2(entry.seq == quint64(i + 1), where.constData());
-        QVERIFY2(entry.state == MessageState::Received, where.constData());
+    // Every entry of the conversation, received, each once and in order: and nothing before
+    // them, so the seqs are 1, 2, 3….
+    verifyHoldsOnce(device, conversation, {}, ids, { MessageState::Received });
+    if (QTest::currentTestFailed()) {
+        return;
     }
-    const Result<QList<SeqRange>> gaps = device.store->missingRanges(conversation);
-    QVERIFY2(gaps && gaps->isEmpty(), "the history has gaps");
+    QList<quint64> fromOne;
+    for (qsizetype i = 0; i < ids.size(); ++i) {
+        fromOne.append(quint64(i + 1));
+    }
+    QCOMPARE(seqsAt(device, conversation, {}), fromOne);
 }
 
 void TestSyncEngine::initTestCase()
 {
-    QVERIFY2(m_root.isValid(), qPrintable(m_root.errorString()));
     // The default rate limit would hold the 3,000-message backlog below back for half a minute;
     // how the engine copes with rate limits is not what this suite is about.
-    m_server = std::make_unique<ServerProcess>(m_root.filePath(u"server"_s),
-        QStringList { u"--request-rate"_s, u"1000000"_s, u"--request-burst"_s, u"1000000"_s });
-    QVERIFY2(m_server->start(), qPrintable(m_server->errorString()));
-
-    const struct {
-        QString device;
-        QString user;
-        bool createAccount;
-    } devices[] = {
-        { u"sam"_s, u"sam"_s, true },
-        { u"alice-laptop"_s, u"alice"_s, true },
-        { u"alice-phone"_s, u"alice"_s, false },
-        { u"bob"_s, u"bob"_s, true },
-        { u"carol"_s, u"carol"_s, true },
-        { u"dan"_s, u"dan"_s, true },
-        { u"erin"_s, u"erin"_s, true },
-    };
-    for (const auto& entry : devices) {
-        const Result<Done> signedIn = signIn(entry.device, entry.user, entry.createAccount);
-        QVERIFY2(signedIn, whyNot(signedIn).constData());
-    }
+    QVERIFY2(
+        m_testbed.start({ u"--request-rate"_s, u"1000000"_s, u"--request-burst"_s, u"1000000"_s },
+            {
+                { u"sam"_s, u"sam"_s, true },
+                { u"alice-laptop"_s, u"alice"_s, true },
+                { u"alice-phone"_s, u"alice"_s, false },
+                { u"bob"_s, u"bob"_s, true },
+                { u"carol"_s, u"carol"_s, true },
+                { u"dan"_s, u"dan"_s, true },
+                { u"erin"_s, u"erin"_s, true },
+            }),
+        qPrintable(m_testbed.errorString()));
 }
 
 void TestSyncEngine::init()
 {
     // A test that failed half-way may have left the server stopped; the next starts afresh.
-    if (!m_server->isRunning()) {
-        QVERIFY2(m_server->restart(), qPrintable(m_server->errorString()));
-    }
+    QVERIFY2(m_testbed.ensureServerRunning(), qPrintable(m_testbed.errorString()));
 }
 
 void TestSyncEngine::cleanupTestCase()
 {
-    if (m_server && m_server->isRunning()) {
-        QVERIFY2(m_server->stop(), qPrintable(m_server->errorString()));
-    }
+    QVERIFY2(m_testbed.stopServer(), qPrintable(m_testbed.errorString()));
 }
 
 void TestSyncEngine::aStartingEngineGoesThroughEachStateInOrderToLive()
 {
-    std::unique_ptr<SyncEngine> engine = engineFor(device(u"sam"_s));
+    std::unique_ptr<SyncEngine> engine = m_testbed.engineFor(m_testbed.device(u"sam"_s));
     QSignalSpy states(engine.get(), &SyncEngine::stateChanged);
     QCOMPARE(engine->state(), State::Offline);
 
@@ -359,8 +162,8 @@ void TestSyncEngine::aStartingEngineGoesThroughEachStateInOrderToLive()
 
 void TestSyncEngine::aStoppedServerIsRetriedWithinTheBackoffCapAndUsedAgainOnceBack()
 {
-    const SyncEngine::Settings settings = quickSettings();
-    std::unique_ptr<SyncEngine> engine = engineFor(device(u"sam"_s), settings);
+    const SyncEngine::Settings settings = quickEngineSettings();
+    std::unique_ptr<SyncEngine> engine = m_testbed.engineFor(m_testbed.device(u"sam"_s), settings);
     engine->start();
     QTRY_COMPARE_WITH_TIMEOUT(engine->state(), State::Live, WaitMs);
 
@@ -378,9 +181,9 @@ void TestSyncEngine::aStoppedServerIsRetriedWithinTheBackoffCapAndUsedAgainOnceB
     });
     QSignalSpy states(engine.get(), &SyncEngine::stateChanged);
 
-    const quint16 port = m_server->port();
-    m_server->requestStop();
-    QVERIFY2(m_server->waitForStopped(), qPrintable(m_server->errorString()));
+    const quint16 port = m_testbed.server().port();
+    m_testbed.server().requestStop();
+    QVERIFY2(m_testbed.server().waitForStopped(), qPrintable(m_testbed.server().errorString()));
 
     // Five failures in a row take the ceiling from 50 ms past the 500 ms cap.
     QTRY_VERIFY_WITH_TIMEOUT(retries.size() >= 6, WaitMs);
@@ -393,8 +196,8 @@ void TestSyncEngine::aStoppedServerIsRetriedWithinTheBackoffCapAndUsedAgainOnceB
     }
     QVERIFY2(!engine->lastLinkError().isEmpty(), "the engine does not say why the link is down");
 
-    QVERIFY2(m_server->restart(), qPrintable(m_server->errorString()));
-    if (m_server->port() != port) {
+    QVERIFY2(m_testbed.server().restart(), qPrintable(m_testbed.server().errorString()));
+    if (m_testbed.server().port() != port) {
         QSKIP("another program took the server's port while it was down; the engine cannot be "
               "expected to find the server on a new one");
     }
@@ -411,13 +214,11 @@ void TestSyncEngine::aStoppedServerIsRetriedWithinTheBackoffCapAndUsedAgainOnceB
 void TestSyncEngine::aWrongPasswordStopsTheEngineForGoodWithoutRetrying()
 {
     Result<std::unique_ptr<ClientStore>> store
-        = ClientStore::open(m_root.filePath(u"profiles/sam-wrong-password"_s));
+        = ClientStore::open(m_testbed.filePath(u"profiles/sam-wrong-password"_s));
     QVERIFY2(store, whyNot(store).constData());
     // The refusal comes after the same slow password hash as a success would.
-    SyncEngine::Settings settings = quickSettings();
-    settings.heartbeatTimeout = 10s;
-    SyncEngine engine(store.value().get(), settings);
-    engine.setServerUrl(m_server->url());
+    SyncEngine engine(store.value().get(), signInEngineSettings());
+    engine.setServerUrl(m_testbed.server().url());
     QSignalSpy states(&engine, &SyncEngine::stateChanged);
     QSignalSpy stopped(&engine, &SyncEngine::stoppedWithError);
 
@@ -448,13 +249,13 @@ void TestSyncEngine::anUnreachableFirstServerIsPassedOverForTheSecond()
     unreachable.setPort(closed.serverPort());
     closed.close();
 
-    std::unique_ptr<SyncEngine> engine = engineFor(device(u"sam"_s));
-    engine->setServerUrls({ unreachable, m_server->url() });
+    std::unique_ptr<SyncEngine> engine = m_testbed.engineFor(m_testbed.device(u"sam"_s));
+    engine->setServerUrls({ unreachable, m_testbed.server().url() });
     QSignalSpy states(engine.get(), &SyncEngine::stateChanged);
     engine->start();
 
     QTRY_COMPARE_WITH_TIMEOUT(engine->state(), State::Live, WaitMs);
-    QCOMPARE(engine->serverUrl(), m_server->url());
+    QCOMPARE(engine->serverUrl(), m_testbed.server().url());
     QCOMPARE(statesSeen(states),
         QStringList({ u"Connecting"_s, u"WaitingToRetry"_s, u"Connecting"_s, u"Authenticating"_s,
             u"CatchingUp"_s, u"Live"_s }));
@@ -464,20 +265,21 @@ void TestSyncEngine::anUnreachableFirstServerIsPassedOverForTheSecond()
 
 void TestSyncEngine::aLinkCutAfterTheCommitButBeforeTheAckLeavesOneCopyEverywhere()
 {
-    Device& laptop = device(u"alice-laptop"_s);
+    Device& laptop = m_testbed.device(u"alice-laptop"_s);
     const QString conversation = directConversationId(u"alice"_s, u"bob"_s);
-    FaultProxy proxy(m_server->port());
+    FaultProxy proxy(m_testbed.server().port());
     QVERIFY2(proxy.listen(), qPrintable(proxy.errorString()));
     proxy.planConnections({ ProxyFault::cutBeforeSendAck() });
     QSignalSpy cuts(&proxy, &FaultProxy::linkCut);
     QSignalSpy clientFrames(&proxy, &FaultProxy::clientFrame);
-    const Result<double> resentBefore = m_server->metric(u"ferry_messages_resent_total"_s);
+    const Result<double> resentBefore = m_testbed.server().metric(u"ferry_messages_resent_total"_s);
     QVERIFY2(resentBefore, whyNot(resentBefore).constData());
 
     const QByteArray body = "sent over a link cut before its ack";
     const Result<StoredMessage> written = laptop.store->enqueue(conversation, body);
     QVERIFY2(written, whyNot(written).constData());
-    std::unique_ptr<SyncEngine> engine = engineFor(laptop, quickSettings(), proxy.url());
+    std::unique_ptr<SyncEngine> engine
+        = m_testbed.engineFor(laptop, quickEngineSettings(), proxy.url());
     QSignalSpy states(engine.get(), &SyncEngine::stateChanged);
     engine->start();
     QTRY_VERIFY_WITH_TIMEOUT(engine->isIdle(), WaitMs);
@@ -495,7 +297,7 @@ void TestSyncEngine::aLinkCutAfterTheCommitButBeforeTheAckLeavesOneCopyEverywher
     }
     QCOMPARE(sends, QStringList({ u"connection 1"_s, u"connection 2"_s }));
     // The server recognised the second as the message it had already stored.
-    const Result<double> resentAfter = m_server->metric(u"ferry_messages_resent_total"_s);
+    const Result<double> resentAfter = m_testbed.server().metric(u"ferry_messages_resent_total"_s);
     QVERIFY2(resentAfter, whyNot(resentAfter).constData());
     QVERIFY2(resentAfter.value() >= resentBefore.value() + 1,
         qPrintable(u"ferry_messages_resent_total went from "_s
@@ -505,7 +307,7 @@ void TestSyncEngine::aLinkCutAfterTheCommitButBeforeTheAckLeavesOneCopyEverywher
     // The phone syncs before bob, so no delivery receipt of bob's can make the message read as
     // delivered there: sent, like on the laptop.
     for (const QString& name : { u"alice-phone"_s, u"bob"_s }) {
-        const Result<Done> synced = syncOnce(device(name));
+        const Result<Done> synced = m_testbed.syncOnce(m_testbed.device(name));
         QVERIFY2(synced, whyNot(synced).constData());
     }
     const struct {
@@ -519,7 +321,7 @@ void TestSyncEngine::aLinkCutAfterTheCommitButBeforeTheAckLeavesOneCopyEverywher
     std::optional<quint64> seq;
     for (const auto& expected : expectations) {
         const Result<QList<StoredMessage>> history
-            = historyOf(device(expected.device), conversation);
+            = historyOf(m_testbed.device(expected.device), conversation);
         QVERIFY2(history, whyNot(history).constData());
         const QList<StoredMessage> copies = withBody(history.value(), body);
         const QByteArray holds = expected.device.toUtf8() + " holds:\n" + describe(copies);
@@ -536,13 +338,13 @@ void TestSyncEngine::aLinkCutAfterTheCommitButBeforeTheAckLeavesOneCopyEverywher
 
 void TestSyncEngine::aHalfOpenLinkIsFoundByTheHeartbeatAndReplaced()
 {
-    Device& laptop = device(u"alice-laptop"_s);
+    Device& laptop = m_testbed.device(u"alice-laptop"_s);
     const QString conversation = directConversationId(u"alice"_s, u"bob"_s);
-    const SyncEngine::Settings settings = quickSettings();
-    FaultProxy proxy(m_server->port());
+    const SyncEngine::Settings settings = quickEngineSettings();
+    FaultProxy proxy(m_testbed.server().port());
     QVERIFY2(proxy.listen(), qPrintable(proxy.errorString()));
     QSignalSpy clientFrames(&proxy, &FaultProxy::clientFrame);
-    std::unique_ptr<SyncEngine> engine = engineFor(laptop, settings, proxy.url());
+    std::unique_ptr<SyncEngine> engine = m_testbed.engineFor(laptop, settings, proxy.url());
     engine->start();
     QTRY_VERIFY_WITH_TIMEOUT(engine->isIdle(), WaitMs);
 
@@ -589,9 +391,10 @@ void TestSyncEngine::aHalfOpenLinkIsFoundByTheHeartbeatAndReplaced()
     QCOMPARE(messageStateName(sent->state), u"sent"_s);
     engine->stop();
 
-    const Result<Done> bobSynced = syncOnce(device(u"bob"_s));
+    Device& bob = m_testbed.device(u"bob"_s);
+    const Result<Done> bobSynced = m_testbed.syncOnce(bob);
     QVERIFY2(bobSynced, whyNot(bobSynced).constData());
-    const Result<QList<StoredMessage>> atBob = historyOf(device(u"bob"_s), conversation);
+    const Result<QList<StoredMessage>> atBob = historyOf(bob, conversation);
     QVERIFY2(atBob, whyNot(atBob).constData());
     const QList<StoredMessage> copies = withBody(atBob.value(), body);
     QVERIFY2(copies.size() == 1, describe(copies).constData());
@@ -603,16 +406,17 @@ void TestSyncEngine::aServerRestartedDuringCatchUpLeavesEveryMessageOnceInOrder(
 {
     constexpr int Backlog = 3000;
     constexpr quint32 Batch = 100;
-    Device& dan = device(u"dan"_s);
-    Device& carol = device(u"carol"_s);
+    Device& dan = m_testbed.device(u"dan"_s);
+    Device& carol = m_testbed.device(u"carol"_s);
     const QString conversation = directConversationId(u"carol"_s, u"dan"_s);
 
-    const Result<QByteArrayList> ids = writeBacklog(dan, conversation, Backlog);
+    const Result<QByteArrayList> ids
+        = m_testbed.writeMessages(dan, conversation, "backlog message", Backlog);
     QVERIFY2(ids, whyNot(ids).constData());
 
-    SyncEngine::Settings settings = quickSettings();
+    SyncEngine::Settings settings = quickEngineSettings();
     settings.syncBatch = Batch;
-    std::unique_ptr<SyncEngine> engine = engineFor(carol, settings);
+    std::unique_ptr<SyncEngine> engine = m_testbed.engineFor(carol, settings);
     // The server is told to stop from inside the handler of the second batch, so the stop
     // lands in the middle of the catch-up, not after it.
     int added = 0;
@@ -622,7 +426,7 @@ void TestSyncEngine::aServerRestartedDuringCatchUpLeavesEveryMessageOnceInOrder(
             added += static_cast<int>(messages.size());
             if (addedAtStop == 0 && added >= 2 * static_cast<int>(Batch)) {
                 addedAtStop = added;
-                m_server->requestStop();
+                m_testbed.server().requestStop();
             }
         });
     QSignalSpy caughtUp(engine.get(), &SyncEngine::caughtUp);
@@ -630,15 +434,15 @@ void TestSyncEngine::aServerRestartedDuringCatchUpLeavesEveryMessageOnceInOrder(
     engine->start();
 
     QTRY_VERIFY_WITH_TIMEOUT(addedAtStop > 0, WaitMs);
-    QVERIFY2(m_server->waitForStopped(), qPrintable(m_server->errorString()));
+    QVERIFY2(m_testbed.server().waitForStopped(), qPrintable(m_testbed.server().errorString()));
     QTRY_VERIFY_WITH_TIMEOUT(statesSeen(states).contains(u"WaitingToRetry"_s), WaitMs);
     QCOMPARE(caughtUp.size(), 0);
     QVERIFY2(added < Backlog, qPrintable(QString::number(added)));
 
-    QVERIFY2(m_server->restart(), qPrintable(m_server->errorString()));
+    QVERIFY2(m_testbed.server().restart(), qPrintable(m_testbed.server().errorString()));
     // Here the engine is told where a server that had to move went; finding it is the
     // business of the state-machine test above.
-    engine->setServerUrl(m_server->url());
+    engine->setServerUrl(m_testbed.server().url());
     engine->retryNow();
     QTRY_VERIFY_WITH_TIMEOUT(engine->isIdle(), WaitMs);
     engine->stop();
@@ -655,17 +459,18 @@ void TestSyncEngine::aLinkCutPartWayThroughCatchUpLeavesEveryMessageOnceInOrder(
     constexpr quint32 Batch = 100;
     // Welcome, Authenticated, then three batches at most (a presence notice may take a place).
     constexpr int FramesBeforeTheCut = 5;
-    Device& erin = device(u"erin"_s);
+    Device& erin = m_testbed.device(u"erin"_s);
     const QString conversation = directConversationId(u"dan"_s, u"erin"_s);
-    const Result<QByteArrayList> ids = writeBacklog(device(u"dan"_s), conversation, Backlog);
+    const Result<QByteArrayList> ids = m_testbed.writeMessages(
+        m_testbed.device(u"dan"_s), conversation, "backlog message", Backlog);
     QVERIFY2(ids, whyNot(ids).constData());
 
-    FaultProxy proxy(m_server->port());
+    FaultProxy proxy(m_testbed.server().port());
     QVERIFY2(proxy.listen(), qPrintable(proxy.errorString()));
     proxy.planConnections({ ProxyFault::cutAfterFrames(FramesBeforeTheCut) });
-    SyncEngine::Settings settings = quickSettings();
+    SyncEngine::Settings settings = quickEngineSettings();
     settings.syncBatch = Batch;
-    std::unique_ptr<SyncEngine> engine = engineFor(erin, settings, proxy.url());
+    std::unique_ptr<SyncEngine> engine = m_testbed.engineFor(erin, settings, proxy.url());
     int added = 0;
     int addedAtCut = -1;
     connect(engine.get(), &SyncEngine::messagesAdded, this,
@@ -699,14 +504,14 @@ void TestSyncEngine::aMessageRefusedForGoodDoesNotHoldUpTheOthers()
 {
     QFETCH(int, sendWindow);
     QFETCH(bool, writtenWhileLive);
-    Device& laptop = device(u"alice-laptop"_s);
+    Device& laptop = m_testbed.device(u"alice-laptop"_s);
     const QString toBob = directConversationId(u"alice"_s, u"bob"_s);
     const QString toNobody = directConversationId(u"alice"_s, u"nobody-at-all"_s);
     const QByteArray tag = QTest::currentDataTag();
 
-    SyncEngine::Settings settings = quickSettings();
+    SyncEngine::Settings settings = quickEngineSettings();
     settings.sendWindow = sendWindow;
-    std::unique_ptr<SyncEngine> engine = engineFor(laptop, settings);
+    std::unique_ptr<SyncEngine> engine = m_testbed.engineFor(laptop, settings);
     QSignalSpy failed(engine.get(), &SyncEngine::messageFailed);
     if (writtenWhileLive) {
         engine->start();
@@ -747,8 +552,8 @@ void TestSyncEngine::aMessageRefusedForGoodDoesNotHoldUpTheOthers()
     QCOMPARE(*third->seq, *first->seq + 1);
     QVERIFY(laptop.store->outbox()->isEmpty());
 
-    Device& bob = device(u"bob"_s);
-    const Result<Done> bobSynced = syncOnce(bob);
+    Device& bob = m_testbed.device(u"bob"_s);
+    const Result<Done> bobSynced = m_testbed.syncOnce(bob);
     QVERIFY2(bobSynced, whyNot(bobSynced).constData());
     const Result<QList<StoredMessage>> atBob = historyOf(bob, toBob);
     QVERIFY2(atBob, whyNot(atBob).constData());
@@ -763,9 +568,9 @@ void TestSyncEngine::aMessageRefusedForGoodDoesNotHoldUpTheOthers()
 
 void TestSyncEngine::twoDevicesOfOneAccountEndWithTheSameHistoryAndReadState()
 {
-    Device& laptop = device(u"alice-laptop"_s);
-    Device& phone = device(u"alice-phone"_s);
-    Device& bob = device(u"bob"_s);
+    Device& laptop = m_testbed.device(u"alice-laptop"_s);
+    Device& phone = m_testbed.device(u"alice-phone"_s);
+    Device& bob = m_testbed.device(u"bob"_s);
     const QString conversation = directConversationId(u"alice"_s, u"bob"_s);
 
     for (const char* body : { "bob, one", "bob, two", "bob, three" }) {
@@ -773,7 +578,7 @@ void TestSyncEngine::twoDevicesOfOneAccountEndWithTheSameHistoryAndReadState()
         QVERIFY2(written, whyNot(written).constData());
     }
     for (Device* each : { &bob, &laptop, &phone }) {
-        const Result<Done> synced = syncOnce(*each);
+        const Result<Done> synced = m_testbed.syncOnce(*each);
         QVERIFY2(synced, whyNot(synced).constData());
     }
     const Result<ConversationSummary> phoneBefore = phone.store->conversation(conversation);
@@ -784,7 +589,7 @@ void TestSyncEngine::twoDevicesOfOneAccountEndWithTheSameHistoryAndReadState()
     const Result<quint64> readUpTo = laptop.store->markRead(conversation);
     QVERIFY2(readUpTo, whyNot(readUpTo).constData());
     for (Device* each : { &laptop, &phone }) {
-        const Result<Done> synced = syncOnce(*each);
+        const Result<Done> synced = m_testbed.syncOnce(*each);
         QVERIFY2(synced, whyNot(synced).constData());
     }
 

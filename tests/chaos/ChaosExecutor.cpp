@@ -69,25 +69,6 @@ namespace {
         return ProxyFault::pass();
     }
 
-    /// A ferryctl run to its end, turning the event loop meanwhile.
-    CtlRun runTurningEvents(const Ctl& ctl, const QStringList& arguments, int timeoutMs)
-    {
-        CtlRun result;
-        result.command = arguments.join(u' ');
-        std::unique_ptr<QProcess> process = ctl.start(arguments);
-        if (!waitTurningEvents(*process, timeoutMs)) {
-            process->kill();
-            process->waitForFinished(ProcessGraceMs);
-            result.timedOut = true;
-        }
-        result.out = QString::fromUtf8(process->readAllStandardOutput());
-        result.err = QString::fromUtf8(process->readAllStandardError());
-        if (!result.timedOut && process->exitStatus() == QProcess::NormalExit) {
-            result.exitCode = process->exitCode();
-        }
-        return result;
-    }
-
     /// Waits `delayMs` for the process, then kills it if it is still running; true if the kill
     /// hit a running process.
     bool killAfter(QProcess& process, int delayMs)
@@ -379,8 +360,9 @@ void ChaosExecutor::stopListening(const Step& step)
 void ChaosExecutor::markRead(const Step& step)
 {
     const Device& device = *m_devices[step.device];
-    const CtlRun read = runTurningEvents(device.ctl,
-        { QStringLiteral("read"), m_conversationIds[step.conversation] }, ProcessGraceMs);
+    const CtlRun read
+        = device.ctl.run({ QStringLiteral("read"), m_conversationIds[step.conversation] },
+            ProcessGraceMs, waitTurningEvents);
     // A device that holds nothing of the conversation yet has nothing to mark.
     if (read.ok()) {
         ++m_record.readMarks;
@@ -396,8 +378,9 @@ void ChaosExecutor::cancel(const Step& step)
         if (write->cancelled) {
             return;
         }
-        const CtlRun cancelled = runTurningEvents(m_devices[step.device]->ctl,
-            { QStringLiteral("outbox"), QStringLiteral("cancel"), write->id }, ProcessGraceMs);
+        const CtlRun cancelled = m_devices[step.device]->ctl.run(
+            { QStringLiteral("outbox"), QStringLiteral("cancel"), write->id }, ProcessGraceMs,
+            waitTurningEvents);
         // Exit 2: no longer queued, it was sent already and stays.
         if (cancelled.ok()) {
             write->cancelled = true;
@@ -496,10 +479,9 @@ void ChaosExecutor::settle()
             for (int attempt = 1;
                  attempt <= SyncAttempts && !synced.ok() && settling.elapsed() < SettleBudgetMs;
                  ++attempt) {
-                synced = runTurningEvents(device.ctl,
-                    { QStringLiteral("sync"), QStringLiteral("--timeout"),
-                        QString::number(SyncTimeoutS) },
-                    SyncTimeoutS * 1000 + ProcessGraceMs);
+                synced = device.ctl.run({ QStringLiteral("sync"), QStringLiteral("--timeout"),
+                                            QString::number(SyncTimeoutS) },
+                    SyncTimeoutS * 1000 + ProcessGraceMs, waitTurningEvents);
             }
             if (!synced.ok()) {
                 m_record.unsyncedDevices.insert(

@@ -58,7 +58,7 @@ std::unique_ptr<QProcess> Ctl::start(const QStringList& arguments) const
     return process;
 }
 
-CtlRun Ctl::run(const QStringList& arguments, int timeoutMs) const
+CtlRun Ctl::run(const QStringList& arguments, int timeoutMs, WaitForExit waitForExit) const
 {
     CtlRun result;
     result.command = u"--profile …/" + QDir(m_profileDir).dirName() + u' ' + arguments.join(u' ');
@@ -67,7 +67,9 @@ CtlRun Ctl::run(const QStringList& arguments, int timeoutMs) const
         result.err = u"could not start ferryctl: " + process->errorString();
         return result;
     }
-    if (!process->waitForFinished(timeoutMs)) {
+    const bool ended
+        = waitForExit ? waitForExit(*process, timeoutMs) : process->waitForFinished(timeoutMs);
+    if (!ended) {
         process->kill();
         process->waitForFinished(timeoutMs);
         result.timedOut = true;

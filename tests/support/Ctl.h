@@ -45,8 +45,15 @@ public:
     /// Options given to every run, before the command's own (for example --no-receipts).
     void setExtraArguments(const QStringList& arguments) { m_extraArguments = arguments; }
 
+    /// How a run waits for ferryctl to end: true once it has, false if `timeoutMs` passed first.
+    using WaitForExit = bool (*)(QProcess& process, int timeoutMs);
+
     /// Runs `ferryctl --profile DIR [--server URL] ARGUMENTS` to its end, at most `timeoutMs`.
-    CtlRun run(const QStringList& arguments, int timeoutMs = 60'000) const;
+    /// The wait blocks this process unless `waitForExit` says otherwise: a test that serves
+    /// ferryctl from its own event loop (a FaultProxy between it and the server) passes one that
+    /// keeps the loop turning.
+    CtlRun run(const QStringList& arguments, int timeoutMs = 60'000,
+        WaitForExit waitForExit = nullptr) const;
 
     /// Starts ferryctl and returns at once, for tests that kill it part way.
     std::unique_ptr<QProcess> start(const QStringList& arguments) const;

@@ -5,6 +5,7 @@
 #include <QDeadlineTimer>
 #include <QSignalSpy>
 #include <QTest>
+#include <QUuid>
 
 #include "ferry.pb.h"
 
@@ -24,6 +25,8 @@ QString directId(const QString& a, const QString& b)
 {
     return a < b ? u"direct:" + a + u':' + b : u"direct:" + b + u':' + a;
 }
+
+QString newGroupId() { return u"group:" + QUuid::createUuid().toString(QUuid::WithoutBraces); }
 
 ProtocolClient::ProtocolClient(const QUrl& url)
 {

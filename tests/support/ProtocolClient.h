@@ -102,4 +102,7 @@ QByteArray toBytes(const std::string& value);
 /// The id of the direct conversation between two users.
 QString directId(const QString& a, const QString& b);
 
+/// A new group's id, as a client makes one: "group:" and a random UUID.
+QString newGroupId();
+
 } // namespace ferry::test

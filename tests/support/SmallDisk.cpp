@@ -1,6 +1,7 @@
 #include "tests/support/SmallDisk.h"
 
 #include <QDir>
+#include <QFile>
 #include <QProcess>
 
 namespace ferry::test {
@@ -32,6 +33,7 @@ SmallDisk::~SmallDisk()
 
 bool SmallDisk::mount(int mebibytes)
 {
+    m_mebibytes = mebibytes;
     m_mounted = runQuietly(QStringLiteral("mount"),
         { QStringLiteral("-t"), QStringLiteral("tmpfs"), QStringLiteral("-o"),
             QStringLiteral("size=%1m").arg(mebibytes), QStringLiteral("tmpfs"), m_mountPoint });
@@ -45,6 +47,24 @@ bool SmallDisk::setReadOnly(bool readOnly)
             readOnly ? QStringLiteral("remount,ro") : QStringLiteral("remount,rw"),
             m_mountPoint });
 }
+
+bool SmallDisk::fill()
+{
+    QFile filler(fillerPath());
+    if (!filler.open(QIODevice::WriteOnly | QIODevice::Append)) {
+        return false;
+    }
+    const QByteArray chunk(16 * 1024, 'f');
+    // Bounded at twice the disk's size: a write fails long before.
+    const int chunks = 2 * m_mebibytes * 1024 * 1024 / static_cast<int>(chunk.size());
+    for (int i = 0; i < chunks && filler.write(chunk) == chunk.size(); ++i) {
+        filler.flush();
+    }
+    filler.close();
+    return true;
+}
+
+bool SmallDisk::free() { return QFile::remove(fillerPath()); }
 
 QString SmallDisk::filePath(const QString& name) const { return QDir(m_mountPoint).filePath(name); }
 

@@ -21,12 +21,20 @@ public:
     /// Remounts read-only (true) or writable again (false).
     bool setReadOnly(bool readOnly);
 
+    /// Writes a filler file until the disk has no room left; false if it could not be created.
+    bool fill();
+    /// Removes the filler file, giving back the room fill() took; false if there was none.
+    bool free();
+
     QString path() const { return m_mountPoint; }
-    /// A path on the disk, e.g. filePath("filler").
+    /// A path on the disk, e.g. filePath("server"); "filler" is fill()'s.
     QString filePath(const QString& name) const;
 
 private:
+    QString fillerPath() const { return filePath(QStringLiteral("filler")); }
+
     QString m_mountPoint;
+    int m_mebibytes = 0;
     bool m_mounted = false;
 };
 
