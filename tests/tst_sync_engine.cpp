@@ -155,7 +155,8 @@ void TestSyncEngine::aStartingEngineGoesThroughEachStateInOrderToLive()
     QPointer<QWebSocket> socket = engine->findChild<QWebSocket*>();
     QVERIFY(socket);
     engine->stop();
-    QTRY_VERIFY_WITH_TIMEOUT(!socket || socket->state() == QAbstractSocket::UnconnectedState, WaitMs);
+    QTRY_VERIFY_WITH_TIMEOUT(
+        !socket || socket->state() == QAbstractSocket::UnconnectedState, WaitMs);
     QTest::qWait(50); // the engine's own handler of the disconnect runs after the state change
     QVERIFY2(engine->lastLinkError().isEmpty(), qPrintable(engine->lastLinkError()));
 }
