@@ -198,6 +198,7 @@ SqliteServerStore::~SqliteServerStore()
 {
     // Prepared statements go before the connection they belong to.
     m_preparedQueries.clear();
+    m_statements.clear();
     {
         QSqlDatabase db = QSqlDatabase::database(m_connectionName, false);
         db.close();
@@ -220,6 +221,16 @@ QSqlQuery& SqliteServerStore::preparedQuery(const QString& sql)
         found = m_preparedQueries.emplace(sql, std::move(query)).first;
     }
     return found->second;
+}
+
+PreparedStatement& SqliteServerStore::statement(const char* sql)
+{
+    std::unique_ptr<PreparedStatement>& kept = m_statements[sql];
+    if (!kept) {
+        // A statement that does not prepare reports its error when it is run.
+        kept = std::make_unique<PreparedStatement>(database(), sql);
+    }
+    return *kept;
 }
 
 Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString& dataDir)
@@ -466,7 +477,85 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
 
 Result<StoredMessageAck> SqliteServerStore::storeMessage(const NewMessage& message)
 {
-    // A resend of a stored message is answered from what was stored the first time.
+    // A resend of a stored message is answered from what was stored the first time. Nearly
+    // every message is new: the cheap check comes first, the full read only for a resend.
+    PreparedStatement& seen = statement("SELECT 1 FROM messages WHERE message_id = ?");
+    seen.bindBlob(1, message.messageId);
+    if (!seen.runQuery()) {
+        return storageError(QStringLiteral("could not look up a message id"), seen.error());
+    }
+    if (seen.hasRow()) {
+        return storedAck(message);
+    }
+    const QByteArray conversationId = message.conversationId.toUtf8();
+    const qint64 now = QDateTime::currentMSecsSinceEpoch();
+
+    // A group's members are read on every send (membership is checked on every send, not only
+    // when the conversation is created), as ids alone: names are not needed here.
+    PreparedStatement& header = statement("SELECT last_seq FROM conversations WHERE id = ?");
+    header.bindText(1, conversationId);
+    if (!header.runQuery()) {
+        return storageError(QStringLiteral("could not look up a conversation"), header.error());
+    }
+    if (!header.hasRow()) {
+        Result<Done> created = createDirectConversation(message, now);
+        if (!created) {
+            return created.error();
+        }
+        header.bindText(1, conversationId);
+        if (!header.runQuery() || !header.hasRow()) {
+            return storageError(QStringLiteral("could not look up a conversation"), header.error());
+        }
+    }
+    const quint64 seq = static_cast<quint64>(header.int64At(0)) + 1;
+    QList<qint64> memberIds;
+    PreparedStatement& members = statement("SELECT user_id FROM members WHERE conversation_id = ?");
+    members.bindText(1, conversationId);
+    if (!members.runQueryColumn(&memberIds)) {
+        return storageError(QStringLiteral("could not read the members"), members.error());
+    }
+    if (!memberIds.contains(message.senderUserId)) {
+        return notAMember();
+    }
+
+    PreparedStatement& advance = statement("UPDATE conversations SET last_seq = ? WHERE id = ?");
+    advance.bindInt64(1, static_cast<qint64>(seq));
+    advance.bindText(2, conversationId);
+    if (!advance.run()) {
+        return storageError(
+            QStringLiteral("could not advance the sequence number"), advance.error());
+    }
+
+    PreparedStatement& insert = statement(
+        "INSERT INTO messages (message_id, conversation_id, seq, sender_user_id,"
+        " sender_device_id, body, server_time_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    insert.bindBlob(1, message.messageId);
+    insert.bindText(2, conversationId);
+    insert.bindInt64(3, static_cast<qint64>(seq));
+    insert.bindInt64(4, message.senderUserId);
+    insert.bindInt64(5, static_cast<qint64>(message.senderDeviceId));
+    insert.bindBlob(6, message.body);
+    insert.bindInt64(7, now);
+    insert.bindInt64(8, static_cast<int>(EntryKind::Message));
+    if (!insert.run()) {
+        return storageError(QStringLiteral("could not store a message"), insert.error());
+    }
+    const qint64 ref = insert.lastInsertRowId();
+    Result<QList<quint64>> offsets = appendEvents(memberIds, int(EventKind::Message), ref);
+    if (!offsets) {
+        return offsets.error();
+    }
+
+    StoredMessageAck ack;
+    ack.seq = seq;
+    ack.serverTimeMs = now;
+    ack.notifiedUserIds = std::move(memberIds);
+    ack.offsets = std::move(offsets.value());
+    return ack;
+}
+
+Result<StoredMessageAck> SqliteServerStore::storedAck(const NewMessage& message)
+{
     QSqlQuery& lookup
         = preparedQuery(QStringLiteral("SELECT conversation_id, seq, sender_user_id,"
                                        " server_time_ms FROM messages WHERE message_id = ?"));
@@ -489,109 +578,66 @@ Result<StoredMessageAck> SqliteServerStore::storeMessage(const NewMessage& messa
         return ack;
     }
     lookup.finish();
-    QSqlQuery query(database());
-
-    // A direct conversation comes into being with its first message.
-    const qint64 now = QDateTime::currentMSecsSinceEpoch();
-    Result<ConversationRecord> conversation = readConversation(message.conversationId);
-    if (!conversation && conversation.error().kind != StoreError::NotFound) {
-        return conversation.error();
-    }
-    if (!conversation) {
-        const QStringList names = directConversationMembers(message.conversationId);
-        if (!names.contains(message.senderName)) {
-            return notAMember();
-        }
-        Result<QList<qint64>> memberIds = userIds(names);
-        if (!memberIds) {
-            return memberIds.error();
-        }
-        query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, last_seq, created_ms)"
-                                     " VALUES (?, ?, 0, ?)"));
-        query.addBindValue(message.conversationId);
-        query.addBindValue(static_cast<int>(ConversationKind::Direct));
-        query.addBindValue(now);
-        if (!query.exec()) {
-            return storageError(QStringLiteral("could not create a conversation"), query);
-        }
-        query.prepare(QStringLiteral(
-            "INSERT OR IGNORE INTO members (conversation_id, user_id) VALUES (?, ?)"));
-        for (const qint64 memberId : std::as_const(memberIds.value())) {
-            query.addBindValue(message.conversationId);
-            query.addBindValue(memberId);
-            if (!query.exec()) {
-                return storageError(QStringLiteral("could not add a member"), query);
-            }
-        }
-        conversation = readConversation(message.conversationId);
-        if (!conversation) {
-            return conversation.error();
-        }
-    }
-
-    // Membership is checked on every send, not only when the conversation is created.
-    if (!conversation->members.contains(message.senderName)) {
-        return notAMember();
-    }
-    const QList<qint64>& memberIds = conversation->memberIds;
-
-    const quint64 seq = conversation->lastSeq + 1;
-    QSqlQuery& advance
-        = preparedQuery(QStringLiteral("UPDATE conversations SET last_seq = ? WHERE id = ?"));
-    advance.addBindValue(static_cast<qint64>(seq));
-    advance.addBindValue(message.conversationId);
-    if (!advance.exec()) {
-        return storageError(QStringLiteral("could not advance the sequence number"), advance);
-    }
-
-    QSqlQuery& insert = preparedQuery(QStringLiteral(
-        "INSERT INTO messages (message_id, conversation_id, seq, sender_user_id,"
-        " sender_device_id, body, server_time_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
-    insert.addBindValue(message.messageId);
-    insert.addBindValue(message.conversationId);
-    insert.addBindValue(static_cast<qint64>(seq));
-    insert.addBindValue(message.senderUserId);
-    insert.addBindValue(static_cast<qint64>(message.senderDeviceId));
-    insert.addBindValue(message.body);
-    insert.addBindValue(now);
-    insert.addBindValue(static_cast<int>(EntryKind::Message));
-    if (!insert.exec()) {
-        return storageError(QStringLiteral("could not store a message"), insert);
-    }
-    const qint64 ref = insert.lastInsertId().toLongLong();
-    if (auto appended = appendEvents(memberIds, int(EventKind::Message), ref); !appended) {
-        return appended.error();
-    }
-
-    StoredMessageAck ack;
-    ack.seq = seq;
-    ack.serverTimeMs = now;
-    ack.notifiedUserIds = memberIds;
-    return ack;
+    return storageError(QStringLiteral("a stored message id could not be read back"), lookup);
 }
 
-Result<Done> SqliteServerStore::appendEvents(const QList<qint64>& userIds, int kind, qint64 ref)
+Result<Done> SqliteServerStore::createDirectConversation(const NewMessage& message, qint64 now)
 {
-    QSqlQuery& bump = preparedQuery(QStringLiteral(
-        "UPDATE users SET last_offset = last_offset + 1 WHERE id = ? RETURNING last_offset"));
-    QSqlQuery& append = preparedQuery(
-        QStringLiteral("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)"));
-    for (const qint64 userId : userIds) {
-        bump.addBindValue(userId);
-        if (!bump.exec() || !bump.next()) {
-            return storageError(QStringLiteral("could not advance an event log"), bump);
-        }
-        const qint64 offset = bump.value(0).toLongLong();
-        bump.finish();
-        append.addBindValue(userId);
-        append.addBindValue(offset);
-        append.addBindValue(kind);
-        append.addBindValue(ref);
-        if (!append.exec()) {
-            return storageError(QStringLiteral("could not append to an event log"), append);
+    // A direct conversation comes into being with its first message.
+    const QStringList names = directConversationMembers(message.conversationId);
+    if (!names.contains(message.senderName)) {
+        return notAMember();
+    }
+    Result<QList<qint64>> memberIds = userIds(names);
+    if (!memberIds) {
+        return memberIds.error();
+    }
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, last_seq, created_ms)"
+                                 " VALUES (?, ?, 0, ?)"));
+    query.addBindValue(message.conversationId);
+    query.addBindValue(static_cast<int>(ConversationKind::Direct));
+    query.addBindValue(now);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not create a conversation"), query);
+    }
+    query.prepare(
+        QStringLiteral("INSERT OR IGNORE INTO members (conversation_id, user_id) VALUES (?, ?)"));
+    for (const qint64 memberId : std::as_const(memberIds.value())) {
+        query.addBindValue(message.conversationId);
+        query.addBindValue(memberId);
+        if (!query.exec()) {
+            return storageError(QStringLiteral("could not add a member"), query);
         }
     }
     return Done {};
+}
+
+Result<QList<quint64>> SqliteServerStore::appendEvents(
+    const QList<qint64>& userIds, int kind, qint64 ref)
+{
+    PreparedStatement& bump = statement(
+        "UPDATE users SET last_offset = last_offset + 1 WHERE id = ? RETURNING last_offset");
+    PreparedStatement& append
+        = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
+    QList<quint64> offsets;
+    offsets.reserve(userIds.size());
+    for (const qint64 userId : userIds) {
+        bump.bindInt64(1, userId);
+        if (!bump.runQuery() || !bump.hasRow()) {
+            return storageError(QStringLiteral("could not advance an event log"), bump.error());
+        }
+        const qint64 offset = bump.int64At(0);
+        append.bindInt64(1, userId);
+        append.bindInt64(2, offset);
+        append.bindInt64(3, kind);
+        append.bindInt64(4, ref);
+        if (!append.run()) {
+            return storageError(QStringLiteral("could not append to an event log"), append.error());
+        }
+        offsets.append(static_cast<quint64>(offset));
+    }
+    return offsets;
 }
 
 Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOffset, int limit)
@@ -732,7 +778,12 @@ Result<Done> SqliteServerStore::recordMembershipChange(const QString& conversati
     if (!query.exec()) {
         return storageError(QStringLiteral("could not record a membership change"), query);
     }
-    return appendEvents(userIds, int(EventKind::Membership), query.lastInsertId().toLongLong());
+    Result<QList<quint64>> appended
+        = appendEvents(userIds, int(EventKind::Membership), query.lastInsertId().toLongLong());
+    if (!appended) {
+        return appended.error();
+    }
+    return Done {};
 }
 
 Result<ChangeResult> SqliteServerStore::commitMembershipChange(WriteTransaction& transaction,

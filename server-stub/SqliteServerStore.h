@@ -10,6 +10,7 @@
 class QSqlDatabase;
 
 namespace ferry {
+class PreparedStatement;
 class WriteTransaction;
 }
 
@@ -67,6 +68,11 @@ private:
 
     /// Stores one message inside the caller's transaction.
     Result<StoredMessageAck> storeMessage(const NewMessage& message);
+    /// The answer to a message whose id is stored already: the first result, or IdConflict when
+    /// the id belongs to another sender or conversation.
+    Result<StoredMessageAck> storedAck(const NewMessage& message);
+    /// Creates the direct conversation a first message is sent to, with both its members.
+    Result<Done> createDirectConversation(const NewMessage& message, qint64 now);
     /// Reads a conversation and its members inside the caller's transaction.
     Result<ConversationRecord> readConversation(const QString& conversationId);
     QString userName(qint64 userId);
@@ -79,13 +85,20 @@ private:
     Result<ChangeResult> commitMembershipChange(WriteTransaction& transaction,
         const QString& conversationId, qint64 actorUserId, const MembershipRecord& change,
         const QList<qint64>& notifiedUserIds);
-    /// Appends one event of `kind` referring to `ref` to the log of each user.
-    Result<Done> appendEvents(const QList<qint64>& userIds, int kind, qint64 ref);
+    /// A statement on SQLite's C API, prepared once and kept, for the send path's statements
+    /// that run once per message or once per member of a group: there, Qt's conversion of every
+    /// bound value and column through QVariant cost more than SQLite's work.
+    PreparedStatement& statement(const char* sql);
+    /// Appends one event of `kind` referring to `ref` to the log of each user; returns the new
+    /// event's offset in each log, in the order of `userIds`.
+    Result<QList<quint64>> appendEvents(const QList<qint64>& userIds, int kind, qint64 ref);
 
     QString m_connectionName;
     QString m_path;
     /// A node-based map: references handed out stay valid while later statements are added.
     std::map<QString, QSqlQuery> m_preparedQueries;
+    /// Keyed by the statement's text (string literals, compared by address).
+    std::map<const char*, std::unique_ptr<PreparedStatement>> m_statements;
 };
 
 } // namespace ferry::server
