@@ -25,6 +25,9 @@ namespace {
 
     // "FRSV": marks the file as a Ferry server database.
     constexpr qint64 ApplicationId = 0x46525356;
+    /// SQLite's page cache, and the WAL size (in pages) at which it checkpoints; see open().
+    constexpr int CacheKiB = 64 * 1024;
+    constexpr int CheckpointPages = 16384;
 
     enum class ConversationKind { Direct = 1, Group = 2 };
     enum class EntryKind { Message = 0, Membership = 1 };
@@ -257,6 +260,16 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString
     if (auto migrated = migrateSqliteSchema(db.value(), Migrations, ApplicationId); !migrated) {
         return migrated.error();
     }
+    // A group message appends to the log of every member, and each member's newest log entries
+    // sit on a leaf page of their own: one commit changes about one page per member (a thousand
+    // for a group of 1,000). SQLite's default cache of 2 MiB could not hold them, so every commit
+    // read them back from the file; and its default checkpoint after 1,000 pages of WAL copied
+    // them all into the database after nearly every commit, although the next commit changes
+    // the same pages again. A larger cache, and a checkpoint every 16,384 pages (64 MiB of WAL),
+    // write each such page to the database once per many commits.
+    QSqlQuery settings(db.value());
+    settings.exec(QStringLiteral("PRAGMA cache_size = -%1").arg(CacheKiB));
+    settings.exec(QStringLiteral("PRAGMA wal_autocheckpoint = %1").arg(CheckpointPages));
     qCInfo(lcServerDb) << "Opened" << path << "at schema" << SchemaVersion;
     return store;
 }
