@@ -15,6 +15,7 @@
 #include <QUuid>
 #include <QVariant>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <unistd.h>
@@ -453,12 +454,17 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
     QSqlQuery& savepoint = preparedQuery(QStringLiteral("SAVEPOINT message"));
     QSqlQuery& rollBack = preparedQuery(QStringLiteral("ROLLBACK TO message"));
     QSqlQuery& release = preparedQuery(QStringLiteral("RELEASE message"));
+    BatchLogs logs;
     for (const NewMessage& message : messages) {
         if (!savepoint.exec()) {
             results.append(storageError(QStringLiteral("could not start a message"), savepoint));
             continue;
         }
-        Result<StoredMessageAck> stored = storeMessage(message);
+        const qsizetype entriesBefore = logs.entries.size();
+        Result<StoredMessageAck> stored = storeMessage(message, logs);
+        if (!stored) {
+            logs.undo(entriesBefore);
+        }
         if (!stored && !rollBack.exec()) {
             // SQLite rolled the whole transaction back by itself (a full disk, an I/O error),
             // savepoint included: the messages stored so far are gone, and a savepoint taken
@@ -476,6 +482,16 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
         results.append(std::move(stored));
     }
 
+    // The log entries of all the batch's messages; should that fail, none of them is stored
+    // (the transaction rolls back when it goes out of scope).
+    if (Result<Done> written = writeLogs(logs); !written) {
+        for (Result<StoredMessageAck>& result : results) {
+            if (result) {
+                result = written.error();
+            }
+        }
+        return results;
+    }
     if (!transaction.commit()) {
         const Error failed
             = storageError(QStringLiteral("could not commit messages"), transaction.error());
@@ -488,7 +504,8 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
     return results;
 }
 
-Result<StoredMessageAck> SqliteServerStore::storeMessage(const NewMessage& message)
+Result<StoredMessageAck> SqliteServerStore::storeMessage(
+    const NewMessage& message, BatchLogs& logs)
 {
     // A resend of a stored message is answered from what was stored the first time. Nearly
     // every message is new: the cheap check comes first, the full read only for a resend.
@@ -554,7 +571,7 @@ Result<StoredMessageAck> SqliteServerStore::storeMessage(const NewMessage& messa
         return storageError(QStringLiteral("could not store a message"), insert.error());
     }
     const qint64 ref = insert.lastInsertRowId();
-    Result<QList<quint64>> offsets = appendEvents(memberIds, int(EventKind::Message), ref);
+    Result<QList<quint64>> offsets = reserveOffsets(logs, memberIds, ref);
     if (!offsets) {
         return offsets.error();
     }
@@ -621,6 +638,68 @@ Result<Done> SqliteServerStore::createDirectConversation(const NewMessage& messa
         query.addBindValue(memberId);
         if (!query.exec()) {
             return storageError(QStringLiteral("could not add a member"), query);
+        }
+    }
+    return Done {};
+}
+
+void SqliteServerStore::BatchLogs::undo(qsizetype keep)
+{
+    // Each entry took its user's next offset; giving them back newest first restores each
+    // user's counter to what it was before the refused message.
+    for (qsizetype i = entries.size() - 1; i >= keep; --i) {
+        --lastOffsets[entries[i].userId];
+    }
+    entries.resize(keep);
+}
+
+Result<QList<quint64>> SqliteServerStore::reserveOffsets(
+    BatchLogs& logs, const QList<qint64>& memberIds, qint64 ref)
+{
+    PreparedStatement& stored = statement("SELECT last_offset FROM users WHERE id = ?");
+    QList<quint64> offsets;
+    offsets.reserve(memberIds.size());
+    for (const qint64 userId : memberIds) {
+        auto last = logs.lastOffsets.find(userId);
+        if (last == logs.lastOffsets.end()) {
+            stored.bindInt64(1, userId);
+            if (!stored.runQuery() || !stored.hasRow()) {
+                return storageError(QStringLiteral("could not read an event log's offset"),
+                    stored.error());
+            }
+            last = logs.lastOffsets.insert(userId, stored.int64At(0));
+        }
+        const qint64 offset = ++last.value();
+        logs.entries.append(BatchLogs::Entry { userId, offset, ref });
+        offsets.append(static_cast<quint64>(offset));
+    }
+    return offsets;
+}
+
+Result<Done> SqliteServerStore::writeLogs(BatchLogs& logs)
+{
+    // By user, then offset: consecutive inserts land on the same page of the log.
+    std::sort(logs.entries.begin(), logs.entries.end(),
+        [](const BatchLogs::Entry& a, const BatchLogs::Entry& b) {
+            return a.userId != b.userId ? a.userId < b.userId : a.offset < b.offset;
+        });
+    PreparedStatement& append
+        = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
+    for (const BatchLogs::Entry& entry : std::as_const(logs.entries)) {
+        append.bindInt64(1, entry.userId);
+        append.bindInt64(2, entry.offset);
+        append.bindInt64(3, int(EventKind::Message));
+        append.bindInt64(4, entry.ref);
+        if (!append.run()) {
+            return storageError(QStringLiteral("could not append to an event log"), append.error());
+        }
+    }
+    PreparedStatement& advance = statement("UPDATE users SET last_offset = ? WHERE id = ?");
+    for (auto last = logs.lastOffsets.cbegin(); last != logs.lastOffsets.cend(); ++last) {
+        advance.bindInt64(1, last.value());
+        advance.bindInt64(2, last.key());
+        if (!advance.run()) {
+            return storageError(QStringLiteral("could not advance an event log"), advance.error());
         }
     }
     return Done {};
