@@ -451,13 +451,14 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
 
     // Each message in a savepoint of its own: a refused one is undone alone. The fsync of the
     // commit is what limits the rate of messages, and here it is paid once for the batch.
-    QSqlQuery& savepoint = preparedQuery(QStringLiteral("SAVEPOINT message"));
-    QSqlQuery& rollBack = preparedQuery(QStringLiteral("ROLLBACK TO message"));
-    QSqlQuery& release = preparedQuery(QStringLiteral("RELEASE message"));
+    PreparedStatement& savepoint = statement("SAVEPOINT message");
+    PreparedStatement& rollBack = statement("ROLLBACK TO message");
+    PreparedStatement& release = statement("RELEASE message");
     BatchLogs logs;
     for (const NewMessage& message : messages) {
-        if (!savepoint.exec()) {
-            results.append(storageError(QStringLiteral("could not start a message"), savepoint));
+        if (!savepoint.run()) {
+            results.append(
+                storageError(QStringLiteral("could not start a message"), savepoint.error()));
             continue;
         }
         const qsizetype entriesBefore = logs.entries.size();
@@ -465,7 +466,7 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
         if (!stored) {
             logs.undo(entriesBefore);
         }
-        if (!stored && !rollBack.exec()) {
+        if (!stored && !rollBack.run()) {
             // SQLite rolled the whole transaction back by itself (a full disk, an I/O error),
             // savepoint included: the messages stored so far are gone, and a savepoint taken
             // now would start a transaction of its own that RELEASE commits. The whole batch
@@ -478,7 +479,7 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
             }
             return results;
         }
-        release.exec();
+        release.run();
         results.append(std::move(stored));
     }
 
