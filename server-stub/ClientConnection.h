@@ -43,7 +43,7 @@ public:
     /// Bytes written to the socket and not yet handed to the kernel.
     qint64 queuedBytes() const;
 
-    /// Sends every event of this user committed after the connection's cursor.
+    /// Sends every event of this user committed after the connection's cursor, read from the log.
     void pushNewEvents();
     /// Sends the events a group commit has just appended to this user's log, built from the
     /// commit (`events`: ascending, consecutive offsets). When they do not follow this

@@ -2,17 +2,19 @@
 // and typing. Part of ClientConnection; authentication and the connection's lifecycle are in
 // ClientConnection.cpp.
 
+#include "server-stub/ClientConnection.h"
+
 #include "core/Logging.h"
 #include "core/MessageId.h"
-#include "core/ProtocolText.h"
-#include "ferry.pb.h"
 #include "server-stub/ChatServer.h"
-#include "server-stub/ClientConnection.h"
+#include "core/ProtocolText.h"
 #include "server-stub/CommittedEvents.h"
 #include "server-stub/ServerStore.h"
 
 #include <QElapsedTimer>
 #include <QWebSocket>
+
+#include "ferry.pb.h"
 
 namespace ferry::server {
 
@@ -214,9 +216,10 @@ bool ClientConnection::streamEvents(quint64 requestId, quint64 afterOffset, int 
 
 void ClientConnection::pushNewEvents()
 {
-    // Events are read back from the log rather than taken from the commit that announced them,
-    // so a push can never skip or repeat an offset whatever order commits arrive in. Each pass
-    // sends one bounded batch; the loop ends when the log is drained or the connection closes.
+    // Events are read back from the log, so a push can never skip or repeat an offset whatever
+    // the cursor: this serves commits other than message batches, and a cursor that a message
+    // batch's events do not directly follow (pushCommittedEvents). Each pass sends one bounded
+    // batch; the loop ends when the log is drained or the connection closes.
     while (m_live && m_state == State::Authenticated) {
         if (streamEvents(0, m_cursor, m_server->config().syncBatchLimit)) {
             return;
