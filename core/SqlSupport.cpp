@@ -268,6 +268,22 @@ bool PreparedStatement::runQuery()
     return m_hasRow || result == SQLITE_DONE;
 }
 
+bool PreparedStatement::runQueryColumn(QList<qint64>* values)
+{
+    int result = sqlite3_step(m_statement);
+    while (result == SQLITE_ROW) {
+        values->append(sqlite3_column_int64(m_statement, 0));
+        result = sqlite3_step(m_statement);
+    }
+    const bool ok = result == SQLITE_DONE;
+    if (!ok) {
+        fail();
+    }
+    sqlite3_reset(m_statement);
+    sqlite3_clear_bindings(m_statement);
+    return ok;
+}
+
 int PreparedStatement::changes() const
 {
     return m_db ? sqlite3_changes(m_db) : 0;

@@ -77,6 +77,9 @@ public:
     /// Runs a query for its first row, keeps up to four of its columns as integers for
     /// hasRow() and int64At(), and resets the statement; false on an error.
     bool runQuery();
+    /// Runs a query to its end, appends its first column of every row to `values` as integers,
+    /// and resets the statement; false on an error.
+    bool runQueryColumn(QList<qint64>* values);
     bool hasRow() const { return m_hasRow; }
     qint64 int64At(int column) const { return m_row.at(column); }
     bool isNullAt(int column) const { return m_rowNull.at(column); }

@@ -2,7 +2,9 @@
 
 #include "core/CloseCodes.h"
 #include "core/Logging.h"
+#include "core/ProtocolText.h"
 #include "server-stub/ClientConnection.h"
+#include "server-stub/CommittedEvents.h"
 #include "server-stub/ServerStore.h"
 
 #include <QDateTime>
@@ -287,26 +289,62 @@ void ChatServer::commitPendingSends()
     // Taken out first: answering a sender may close a connection, or bring a new request in.
     const QList<PendingSend> sends = std::exchange(m_pendingSends, {});
     const QList<NewMessage> messages = std::exchange(m_pendingMessages, {});
+    QElapsedTimer commitTimer;
+    commitTimer.start();
     const QList<Result<StoredMessageAck>> results = m_store->appendMessages(messages);
+    const qint64 commitNs = commitTimer.nsecsElapsed();
     ++m_metrics.sendCommits;
 
-    QList<qint64> notified;
     for (qsizetype i = 0; i < sends.size(); ++i) {
-        const Result<StoredMessageAck>& result = results[i];
-        if (result && !result->alreadyStored) {
-            for (const qint64 userId : result->notifiedUserIds) {
-                if (!notified.contains(userId)) {
-                    notified.append(userId);
-                }
-            }
-        }
         if (ClientConnection* connection = sends[i].connection) {
-            connection->finishSend(sends[i].requestId, messages[i], result);
+            connection->finishSend(sends[i].requestId, messages[i], results[i]);
         }
         const double secondsToAck = static_cast<double>(sends[i].sinceArrival.nsecsElapsed()) / 1e9;
         m_metrics.sendToAck.observe(secondsToAck);
     }
-    notifyEventsAppended(notified);
+    const qint64 ackNs = commitTimer.nsecsElapsed();
+    const qsizetype users = pushCommittedMessages(messages, results);
+    qCDebug(lcServer) << "Group commit of" << messages.size() << "messages:" << commitNs / 1000
+                      << "us to commit," << (ackNs - commitNs) / 1000 << "us to answer,"
+                      << (commitTimer.nsecsElapsed() - ackNs) / 1000 << "us to push to" << users
+                      << "users";
+}
+
+qsizetype ChatServer::pushCommittedMessages(
+    const QList<NewMessage>& messages, const QList<Result<StoredMessageAck>>& results)
+{
+    // Each stored message is serialized once; every recipient's event refers to those bytes.
+    QHash<qint64, QList<CommittedEvent>> eventsByUser;
+    for (qsizetype i = 0; i < messages.size(); ++i) {
+        const Result<StoredMessageAck>& result = results[i];
+        if (!result || result->alreadyStored) {
+            continue;
+        }
+        const NewMessage& message = messages[i];
+        v1::MessageEvent event;
+        event.set_message_id(toStd(message.messageId));
+        event.set_conversation_id(toStd(message.conversationId));
+        event.set_seq(result->seq);
+        event.set_sender(toStd(message.senderName));
+        event.set_sender_device(message.senderDeviceId);
+        event.set_body(toStd(message.body));
+        event.set_server_time_ms(result->serverTimeMs);
+        const QByteArray serialized = serializeMessageEvent(event);
+
+        for (qsizetype member = 0; member < result->notifiedUserIds.size(); ++member) {
+            eventsByUser[result->notifiedUserIds[member]].append(
+                CommittedEvent { result->offsets[member], serialized, message.body.size() });
+        }
+    }
+
+    for (auto it = eventsByUser.cbegin(); it != eventsByUser.cend(); ++it) {
+        // Copied because pushing may close a connection, which unregisters it.
+        const QList<ClientConnection*> connections = m_liveByUser.values(it.key());
+        for (ClientConnection* connection : connections) {
+            connection->pushCommittedEvents(it.value());
+        }
+    }
+    return eventsByUser.size();
 }
 
 void ChatServer::notifyEventsAppended(const QList<qint64>& userIds)

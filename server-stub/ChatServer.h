@@ -98,6 +98,11 @@ private:
     void handleNewConnection();
     void sweepConnections();
     void broadcastPresence(qint64 userId, const QString& userName, bool online, qint64 lastSeenMs);
+    /// Pushes what a group commit stored to its recipients' live connections, from the commit's
+    /// own results rather than by reading every recipient's log back. Returns how many users'
+    /// logs grew.
+    qsizetype pushCommittedMessages(
+        const QList<NewMessage>& messages, const QList<Result<StoredMessageAck>>& results);
     Result<Done> startHttp();
 
     ServerConfig m_config;

@@ -513,6 +513,28 @@ void ClientConnection::sendEnvelope(const v1::Envelope& envelope)
     }
 }
 
+void ClientConnection::sendFrame(const QByteArray& frame)
+{
+    if (m_state == State::Closed) {
+        return;
+    }
+    // The same bound on unsent output as in sendEnvelope().
+    qint64 backlog = m_socket->bytesToWrite();
+    if (backlog > m_server->config().maxQueuedBytes) {
+        m_socket->flush();
+        backlog = m_socket->bytesToWrite();
+    }
+    m_socket->sendBinaryMessage(frame);
+    ++m_server->metrics().framesOut;
+    m_server->metrics().bytesOut += static_cast<quint64>(frame.size());
+
+    if (m_state != State::Closed && backlog > m_server->config().maxQueuedBytes) {
+        qCInfo(lcServer) << "Disconnecting a slow consumer:" << m_userName << "device" << m_deviceId
+                         << "with" << backlog << "bytes queued";
+        closeWith(CloseCode::SlowConsumer, QStringLiteral("too slow; reconnect and catch up"));
+    }
+}
+
 void ClientConnection::sendOk(quint64 requestId)
 {
     v1::Envelope reply;

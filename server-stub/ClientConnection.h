@@ -15,6 +15,7 @@ class Envelope;
 namespace ferry::server {
 
 class ChatServer;
+struct CommittedEvent;
 struct NewMessage;
 struct StoredMessageAck;
 
@@ -42,10 +43,16 @@ public:
     /// Bytes written to the socket and not yet handed to the kernel.
     qint64 queuedBytes() const;
 
-    /// Sends every event of this user committed after the connection's cursor.
+    /// Sends every event of this user committed after the connection's cursor, read from the log.
     void pushNewEvents();
+    /// Sends the events a group commit has just appended to this user's log, built from the
+    /// commit (`events`: ascending, consecutive offsets). When they do not follow this
+    /// connection's cursor directly, it reads the log back from the cursor instead.
+    void pushCommittedEvents(const QList<CommittedEvent>& events);
     /// Sends one frame; closes the connection as a slow consumer if its backlog is too large.
     void sendEnvelope(const v1::Envelope& envelope);
+    /// Sends an encoded Envelope, as sendEnvelope() does; for frames built once for many.
+    void sendFrame(const QByteArray& frame);
     /// Closes with a close code and reason; the socket is dropped if the peer does not answer.
     void closeWith(int closeCode, const QString& reason);
     /// Enforces the authentication timeout and the heartbeat; called by the server's sweep.

@@ -8,6 +8,7 @@
 #include "core/MessageId.h"
 #include "server-stub/ChatServer.h"
 #include "core/ProtocolText.h"
+#include "server-stub/CommittedEvents.h"
 #include "server-stub/ServerStore.h"
 
 #include <QElapsedTimer>
@@ -215,13 +216,51 @@ bool ClientConnection::streamEvents(quint64 requestId, quint64 afterOffset, int 
 
 void ClientConnection::pushNewEvents()
 {
-    // Events are read back from the log rather than taken from the commit that announced them,
-    // so a push can never skip or repeat an offset whatever order commits arrive in. Each pass
-    // sends one bounded batch; the loop ends when the log is drained or the connection closes.
+    // Events are read back from the log, so a push can never skip or repeat an offset whatever
+    // the cursor: this serves commits other than message batches, and a cursor that a message
+    // batch's events do not directly follow (pushCommittedEvents). Each pass sends one bounded
+    // batch; the loop ends when the log is drained or the connection closes.
     while (m_live && m_state == State::Authenticated) {
         if (streamEvents(0, m_cursor, m_server->config().syncBatchLimit)) {
             return;
         }
+    }
+}
+
+void ClientConnection::pushCommittedEvents(const QList<CommittedEvent>& events)
+{
+    if (!m_live || m_state != State::Authenticated || events.isEmpty()) {
+        return;
+    }
+    // The commit's events are everything after the cursor only when the cursor stands right
+    // before the first of them: the commit ran on this thread just now, so nothing else can
+    // have been appended after them, and every commit before it was pushed when it happened.
+    // A cursor anywhere else (a push that was cut short) is served from the log, as before.
+    bool followsCursor = events.first().offset == m_cursor + 1;
+    for (qsizetype i = 1; followsCursor && i < events.size(); ++i) {
+        followsCursor = events[i].offset == events[i - 1].offset + 1;
+    }
+    if (!followsCursor) {
+        pushNewEvents();
+        return;
+    }
+
+    // Batches as a read from the log would make them: at most the sync batch limit of events,
+    // and closed once their bodies pass the byte budget.
+    const qsizetype limit = m_server->config().syncBatchLimit;
+    qsizetype first = 0;
+    while (first < events.size() && m_live && m_state == State::Authenticated) {
+        qsizetype end = first;
+        qsizetype batchBytes = 0;
+        while (end < events.size() && end - first < limit && batchBytes <= MaxBatchBytes) {
+            batchBytes += events[end].bodyBytes + 64;
+            ++end;
+        }
+        const bool caughtUp = end == events.size();
+        m_server->metrics().eventsSent += static_cast<quint64>(end - first);
+        sendFrame(encodeEventPush(events.constData() + first, end - first, caughtUp));
+        m_cursor = events[end - 1].offset;
+        first = end;
     }
 }
 

@@ -43,6 +43,7 @@ struct StoredMessageAck {
     qint64 serverTimeMs = 0;
     bool alreadyStored = false;     ///< the id was sent before; nothing new was written
     QList<qint64> notifiedUserIds;  ///< members whose event log gained an entry
+    QList<quint64> offsets; ///< the entry's offset in each of those logs, in that order
 };
 
 enum class MembershipAction { Created = 1, Added = 2, Removed = 3, Left = 4 };

@@ -15,6 +15,7 @@
 #include <QUuid>
 #include <QVariant>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <unistd.h>
@@ -25,6 +26,9 @@ namespace {
 
     // "FRSV": marks the file as a Ferry server database.
     constexpr qint64 ApplicationId = 0x46525356;
+    /// SQLite's page cache, and the WAL size (in pages) at which it checkpoints; see open().
+    constexpr int CacheKiB = 64 * 1024;
+    constexpr int CheckpointPages = 16384;
 
     enum class ConversationKind { Direct = 1, Group = 2 };
     enum class EntryKind { Message = 0, Membership = 1 };
@@ -198,6 +202,7 @@ SqliteServerStore::~SqliteServerStore()
 {
     // Prepared statements go before the connection they belong to.
     m_preparedQueries.clear();
+    m_statements.clear();
     {
         QSqlDatabase db = QSqlDatabase::database(m_connectionName, false);
         db.close();
@@ -220,6 +225,16 @@ QSqlQuery& SqliteServerStore::preparedQuery(const QString& sql)
         found = m_preparedQueries.emplace(sql, std::move(query)).first;
     }
     return found->second;
+}
+
+PreparedStatement& SqliteServerStore::statement(const char* sql)
+{
+    std::unique_ptr<PreparedStatement>& kept = m_statements[sql];
+    if (!kept) {
+        // A statement that does not prepare reports its error when it is run.
+        kept = std::make_unique<PreparedStatement>(database(), sql);
+    }
+    return *kept;
 }
 
 Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString& dataDir)
@@ -246,6 +261,16 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString
     if (auto migrated = migrateSqliteSchema(db.value(), Migrations, ApplicationId); !migrated) {
         return migrated.error();
     }
+    // A group message appends to the log of every member, and each member's newest log entries
+    // sit on a leaf page of their own: one commit changes about one page per member (a thousand
+    // for a group of 1,000). SQLite's default cache of 2 MiB could not hold them, so every commit
+    // read them back from the file; and its default checkpoint after 1,000 pages of WAL copied
+    // them all into the database after nearly every commit, although the next commit changes
+    // the same pages again. A larger cache, and a checkpoint every 16,384 pages (64 MiB of WAL),
+    // write each such page to the database once per many commits.
+    QSqlQuery settings(db.value());
+    settings.exec(QStringLiteral("PRAGMA cache_size = -%1").arg(CacheKiB));
+    settings.exec(QStringLiteral("PRAGMA wal_autocheckpoint = %1").arg(CheckpointPages));
     qCInfo(lcServerDb) << "Opened" << path << "at schema" << SchemaVersion;
     return store;
 }
@@ -426,16 +451,22 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
 
     // Each message in a savepoint of its own: a refused one is undone alone. The fsync of the
     // commit is what limits the rate of messages, and here it is paid once for the batch.
-    QSqlQuery& savepoint = preparedQuery(QStringLiteral("SAVEPOINT message"));
-    QSqlQuery& rollBack = preparedQuery(QStringLiteral("ROLLBACK TO message"));
-    QSqlQuery& release = preparedQuery(QStringLiteral("RELEASE message"));
+    PreparedStatement& savepoint = statement("SAVEPOINT message");
+    PreparedStatement& rollBack = statement("ROLLBACK TO message");
+    PreparedStatement& release = statement("RELEASE message");
+    BatchLogs logs;
     for (const NewMessage& message : messages) {
-        if (!savepoint.exec()) {
-            results.append(storageError(QStringLiteral("could not start a message"), savepoint));
+        if (!savepoint.run()) {
+            results.append(
+                storageError(QStringLiteral("could not start a message"), savepoint.error()));
             continue;
         }
-        Result<StoredMessageAck> stored = storeMessage(message);
-        if (!stored && !rollBack.exec()) {
+        const qsizetype entriesBefore = logs.entries.size();
+        Result<StoredMessageAck> stored = storeMessage(message, logs);
+        if (!stored) {
+            logs.undo(entriesBefore);
+        }
+        if (!stored && !rollBack.run()) {
             // SQLite rolled the whole transaction back by itself (a full disk, an I/O error),
             // savepoint included: the messages stored so far are gone, and a savepoint taken
             // now would start a transaction of its own that RELEASE commits. The whole batch
@@ -448,10 +479,20 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
             }
             return results;
         }
-        release.exec();
+        release.run();
         results.append(std::move(stored));
     }
 
+    // The log entries of all the batch's messages; should that fail, none of them is stored
+    // (the transaction rolls back when it goes out of scope).
+    if (Result<Done> written = writeLogs(logs); !written) {
+        for (Result<StoredMessageAck>& result : results) {
+            if (result) {
+                result = written.error();
+            }
+        }
+        return results;
+    }
     if (!transaction.commit()) {
         const Error failed
             = storageError(QStringLiteral("could not commit messages"), transaction.error());
@@ -464,9 +505,88 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
     return results;
 }
 
-Result<StoredMessageAck> SqliteServerStore::storeMessage(const NewMessage& message)
+Result<StoredMessageAck> SqliteServerStore::storeMessage(
+    const NewMessage& message, BatchLogs& logs)
 {
-    // A resend of a stored message is answered from what was stored the first time.
+    // A resend of a stored message is answered from what was stored the first time. Nearly
+    // every message is new: the cheap check comes first, the full read only for a resend.
+    PreparedStatement& seen = statement("SELECT 1 FROM messages WHERE message_id = ?");
+    seen.bindBlob(1, message.messageId);
+    if (!seen.runQuery()) {
+        return storageError(QStringLiteral("could not look up a message id"), seen.error());
+    }
+    if (seen.hasRow()) {
+        return storedAck(message);
+    }
+    const QByteArray conversationId = message.conversationId.toUtf8();
+    const qint64 now = QDateTime::currentMSecsSinceEpoch();
+
+    // A group's members are read on every send (membership is checked on every send, not only
+    // when the conversation is created), as ids alone: names are not needed here.
+    PreparedStatement& header = statement("SELECT last_seq FROM conversations WHERE id = ?");
+    header.bindText(1, conversationId);
+    if (!header.runQuery()) {
+        return storageError(QStringLiteral("could not look up a conversation"), header.error());
+    }
+    if (!header.hasRow()) {
+        Result<Done> created = createDirectConversation(message, now);
+        if (!created) {
+            return created.error();
+        }
+        header.bindText(1, conversationId);
+        if (!header.runQuery() || !header.hasRow()) {
+            return storageError(QStringLiteral("could not look up a conversation"), header.error());
+        }
+    }
+    const quint64 seq = static_cast<quint64>(header.int64At(0)) + 1;
+    QList<qint64> memberIds;
+    PreparedStatement& members = statement("SELECT user_id FROM members WHERE conversation_id = ?");
+    members.bindText(1, conversationId);
+    if (!members.runQueryColumn(&memberIds)) {
+        return storageError(QStringLiteral("could not read the members"), members.error());
+    }
+    if (!memberIds.contains(message.senderUserId)) {
+        return notAMember();
+    }
+
+    PreparedStatement& advance = statement("UPDATE conversations SET last_seq = ? WHERE id = ?");
+    advance.bindInt64(1, static_cast<qint64>(seq));
+    advance.bindText(2, conversationId);
+    if (!advance.run()) {
+        return storageError(
+            QStringLiteral("could not advance the sequence number"), advance.error());
+    }
+
+    PreparedStatement& insert = statement(
+        "INSERT INTO messages (message_id, conversation_id, seq, sender_user_id,"
+        " sender_device_id, body, server_time_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    insert.bindBlob(1, message.messageId);
+    insert.bindText(2, conversationId);
+    insert.bindInt64(3, static_cast<qint64>(seq));
+    insert.bindInt64(4, message.senderUserId);
+    insert.bindInt64(5, static_cast<qint64>(message.senderDeviceId));
+    insert.bindBlob(6, message.body);
+    insert.bindInt64(7, now);
+    insert.bindInt64(8, static_cast<int>(EntryKind::Message));
+    if (!insert.run()) {
+        return storageError(QStringLiteral("could not store a message"), insert.error());
+    }
+    const qint64 ref = insert.lastInsertRowId();
+    Result<QList<quint64>> offsets = reserveOffsets(logs, memberIds, ref);
+    if (!offsets) {
+        return offsets.error();
+    }
+
+    StoredMessageAck ack;
+    ack.seq = seq;
+    ack.serverTimeMs = now;
+    ack.notifiedUserIds = std::move(memberIds);
+    ack.offsets = std::move(offsets.value());
+    return ack;
+}
+
+Result<StoredMessageAck> SqliteServerStore::storedAck(const NewMessage& message)
+{
     QSqlQuery& lookup
         = preparedQuery(QStringLiteral("SELECT conversation_id, seq, sender_user_id,"
                                        " server_time_ms FROM messages WHERE message_id = ?"));
@@ -489,109 +609,128 @@ Result<StoredMessageAck> SqliteServerStore::storeMessage(const NewMessage& messa
         return ack;
     }
     lookup.finish();
-    QSqlQuery query(database());
-
-    // A direct conversation comes into being with its first message.
-    const qint64 now = QDateTime::currentMSecsSinceEpoch();
-    Result<ConversationRecord> conversation = readConversation(message.conversationId);
-    if (!conversation && conversation.error().kind != StoreError::NotFound) {
-        return conversation.error();
-    }
-    if (!conversation) {
-        const QStringList names = directConversationMembers(message.conversationId);
-        if (!names.contains(message.senderName)) {
-            return notAMember();
-        }
-        Result<QList<qint64>> memberIds = userIds(names);
-        if (!memberIds) {
-            return memberIds.error();
-        }
-        query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, last_seq, created_ms)"
-                                     " VALUES (?, ?, 0, ?)"));
-        query.addBindValue(message.conversationId);
-        query.addBindValue(static_cast<int>(ConversationKind::Direct));
-        query.addBindValue(now);
-        if (!query.exec()) {
-            return storageError(QStringLiteral("could not create a conversation"), query);
-        }
-        query.prepare(QStringLiteral(
-            "INSERT OR IGNORE INTO members (conversation_id, user_id) VALUES (?, ?)"));
-        for (const qint64 memberId : std::as_const(memberIds.value())) {
-            query.addBindValue(message.conversationId);
-            query.addBindValue(memberId);
-            if (!query.exec()) {
-                return storageError(QStringLiteral("could not add a member"), query);
-            }
-        }
-        conversation = readConversation(message.conversationId);
-        if (!conversation) {
-            return conversation.error();
-        }
-    }
-
-    // Membership is checked on every send, not only when the conversation is created.
-    if (!conversation->members.contains(message.senderName)) {
-        return notAMember();
-    }
-    const QList<qint64>& memberIds = conversation->memberIds;
-
-    const quint64 seq = conversation->lastSeq + 1;
-    QSqlQuery& advance
-        = preparedQuery(QStringLiteral("UPDATE conversations SET last_seq = ? WHERE id = ?"));
-    advance.addBindValue(static_cast<qint64>(seq));
-    advance.addBindValue(message.conversationId);
-    if (!advance.exec()) {
-        return storageError(QStringLiteral("could not advance the sequence number"), advance);
-    }
-
-    QSqlQuery& insert = preparedQuery(QStringLiteral(
-        "INSERT INTO messages (message_id, conversation_id, seq, sender_user_id,"
-        " sender_device_id, body, server_time_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
-    insert.addBindValue(message.messageId);
-    insert.addBindValue(message.conversationId);
-    insert.addBindValue(static_cast<qint64>(seq));
-    insert.addBindValue(message.senderUserId);
-    insert.addBindValue(static_cast<qint64>(message.senderDeviceId));
-    insert.addBindValue(message.body);
-    insert.addBindValue(now);
-    insert.addBindValue(static_cast<int>(EntryKind::Message));
-    if (!insert.exec()) {
-        return storageError(QStringLiteral("could not store a message"), insert);
-    }
-    const qint64 ref = insert.lastInsertId().toLongLong();
-    if (auto appended = appendEvents(memberIds, int(EventKind::Message), ref); !appended) {
-        return appended.error();
-    }
-
-    StoredMessageAck ack;
-    ack.seq = seq;
-    ack.serverTimeMs = now;
-    ack.notifiedUserIds = memberIds;
-    return ack;
+    return storageError(QStringLiteral("a stored message id could not be read back"), lookup);
 }
 
-Result<Done> SqliteServerStore::appendEvents(const QList<qint64>& userIds, int kind, qint64 ref)
+Result<Done> SqliteServerStore::createDirectConversation(const NewMessage& message, qint64 now)
 {
-    QSqlQuery& bump = preparedQuery(QStringLiteral(
-        "UPDATE users SET last_offset = last_offset + 1 WHERE id = ? RETURNING last_offset"));
-    QSqlQuery& append = preparedQuery(
-        QStringLiteral("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)"));
-    for (const qint64 userId : userIds) {
-        bump.addBindValue(userId);
-        if (!bump.exec() || !bump.next()) {
-            return storageError(QStringLiteral("could not advance an event log"), bump);
-        }
-        const qint64 offset = bump.value(0).toLongLong();
-        bump.finish();
-        append.addBindValue(userId);
-        append.addBindValue(offset);
-        append.addBindValue(kind);
-        append.addBindValue(ref);
-        if (!append.exec()) {
-            return storageError(QStringLiteral("could not append to an event log"), append);
+    // A direct conversation comes into being with its first message.
+    const QStringList names = directConversationMembers(message.conversationId);
+    if (!names.contains(message.senderName)) {
+        return notAMember();
+    }
+    Result<QList<qint64>> memberIds = userIds(names);
+    if (!memberIds) {
+        return memberIds.error();
+    }
+    QSqlQuery query(database());
+    query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, last_seq, created_ms)"
+                                 " VALUES (?, ?, 0, ?)"));
+    query.addBindValue(message.conversationId);
+    query.addBindValue(static_cast<int>(ConversationKind::Direct));
+    query.addBindValue(now);
+    if (!query.exec()) {
+        return storageError(QStringLiteral("could not create a conversation"), query);
+    }
+    query.prepare(
+        QStringLiteral("INSERT OR IGNORE INTO members (conversation_id, user_id) VALUES (?, ?)"));
+    for (const qint64 memberId : std::as_const(memberIds.value())) {
+        query.addBindValue(message.conversationId);
+        query.addBindValue(memberId);
+        if (!query.exec()) {
+            return storageError(QStringLiteral("could not add a member"), query);
         }
     }
     return Done {};
+}
+
+void SqliteServerStore::BatchLogs::undo(qsizetype keep)
+{
+    // Each entry took its user's next offset; giving them back newest first restores each
+    // user's counter to what it was before the refused message.
+    for (qsizetype i = entries.size() - 1; i >= keep; --i) {
+        --lastOffsets[entries[i].userId];
+    }
+    entries.resize(keep);
+}
+
+Result<QList<quint64>> SqliteServerStore::reserveOffsets(
+    BatchLogs& logs, const QList<qint64>& memberIds, qint64 ref)
+{
+    PreparedStatement& stored = statement("SELECT last_offset FROM users WHERE id = ?");
+    QList<quint64> offsets;
+    offsets.reserve(memberIds.size());
+    for (const qint64 userId : memberIds) {
+        auto last = logs.lastOffsets.find(userId);
+        if (last == logs.lastOffsets.end()) {
+            stored.bindInt64(1, userId);
+            if (!stored.runQuery() || !stored.hasRow()) {
+                return storageError(QStringLiteral("could not read an event log's offset"),
+                    stored.error());
+            }
+            last = logs.lastOffsets.insert(userId, stored.int64At(0));
+        }
+        const qint64 offset = ++last.value();
+        logs.entries.append(BatchLogs::Entry { userId, offset, ref });
+        offsets.append(static_cast<quint64>(offset));
+    }
+    return offsets;
+}
+
+Result<Done> SqliteServerStore::writeLogs(BatchLogs& logs)
+{
+    // By user, then offset: consecutive inserts land on the same page of the log.
+    std::sort(logs.entries.begin(), logs.entries.end(),
+        [](const BatchLogs::Entry& a, const BatchLogs::Entry& b) {
+            return a.userId != b.userId ? a.userId < b.userId : a.offset < b.offset;
+        });
+    PreparedStatement& append
+        = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
+    for (const BatchLogs::Entry& entry : std::as_const(logs.entries)) {
+        append.bindInt64(1, entry.userId);
+        append.bindInt64(2, entry.offset);
+        append.bindInt64(3, int(EventKind::Message));
+        append.bindInt64(4, entry.ref);
+        if (!append.run()) {
+            return storageError(QStringLiteral("could not append to an event log"), append.error());
+        }
+    }
+    PreparedStatement& advance = statement("UPDATE users SET last_offset = ? WHERE id = ?");
+    for (auto last = logs.lastOffsets.cbegin(); last != logs.lastOffsets.cend(); ++last) {
+        advance.bindInt64(1, last.value());
+        advance.bindInt64(2, last.key());
+        if (!advance.run()) {
+            return storageError(QStringLiteral("could not advance an event log"), advance.error());
+        }
+    }
+    return Done {};
+}
+
+Result<QList<quint64>> SqliteServerStore::appendEvents(
+    const QList<qint64>& userIds, int kind, qint64 ref)
+{
+    PreparedStatement& bump = statement(
+        "UPDATE users SET last_offset = last_offset + 1 WHERE id = ? RETURNING last_offset");
+    PreparedStatement& append
+        = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
+    QList<quint64> offsets;
+    offsets.reserve(userIds.size());
+    for (const qint64 userId : userIds) {
+        bump.bindInt64(1, userId);
+        if (!bump.runQuery() || !bump.hasRow()) {
+            return storageError(QStringLiteral("could not advance an event log"), bump.error());
+        }
+        const qint64 offset = bump.int64At(0);
+        append.bindInt64(1, userId);
+        append.bindInt64(2, offset);
+        append.bindInt64(3, kind);
+        append.bindInt64(4, ref);
+        if (!append.run()) {
+            return storageError(QStringLiteral("could not append to an event log"), append.error());
+        }
+        offsets.append(static_cast<quint64>(offset));
+    }
+    return offsets;
 }
 
 Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOffset, int limit)
@@ -732,7 +871,12 @@ Result<Done> SqliteServerStore::recordMembershipChange(const QString& conversati
     if (!query.exec()) {
         return storageError(QStringLiteral("could not record a membership change"), query);
     }
-    return appendEvents(userIds, int(EventKind::Membership), query.lastInsertId().toLongLong());
+    Result<QList<quint64>> appended
+        = appendEvents(userIds, int(EventKind::Membership), query.lastInsertId().toLongLong());
+    if (!appended) {
+        return appended.error();
+    }
+    return Done {};
 }
 
 Result<ChangeResult> SqliteServerStore::commitMembershipChange(WriteTransaction& transaction,

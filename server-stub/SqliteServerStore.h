@@ -2,6 +2,7 @@
 
 #include "server-stub/ServerStore.h"
 
+#include <QHash>
 #include <QSqlQuery>
 
 #include <map>
@@ -10,6 +11,7 @@
 class QSqlDatabase;
 
 namespace ferry {
+class PreparedStatement;
 class WriteTransaction;
 }
 
@@ -65,8 +67,35 @@ private:
     /// from here is finished by its user, so that it holds no read open.
     QSqlQuery& preparedQuery(const QString& sql);
 
-    /// Stores one message inside the caller's transaction.
-    Result<StoredMessageAck> storeMessage(const NewMessage& message);
+    /// The event-log entries of a batch of messages, held back until the batch is complete.
+    /// One group message appends to the log of every member; written message by message, that
+    /// is a member's offset counter and a member's log page touched per message. Written at the
+    /// end, sorted by user, each log's entries of the whole batch go in one after the other and
+    /// each counter is written once.
+    struct BatchLogs {
+        struct Entry {
+            qint64 userId = 0;
+            qint64 offset = 0;
+            qint64 ref = 0;
+        };
+        QHash<qint64, qint64> lastOffsets; ///< per user: the newest offset handed out so far
+        QList<Entry> entries;              ///< in the order handed out
+        /// Gives back the offsets handed out after the first `keep` entries (a refused message).
+        void undo(qsizetype keep);
+    };
+
+    /// Stores one message inside the caller's transaction; its log entries go to `logs`.
+    Result<StoredMessageAck> storeMessage(const NewMessage& message, BatchLogs& logs);
+    /// The next offset of each member's log, handed out in `logs`, for the message row `ref`.
+    Result<QList<quint64>> reserveOffsets(
+        BatchLogs& logs, const QList<qint64>& memberIds, qint64 ref);
+    /// Writes a batch's log entries and the new offset counters, inside the caller's transaction.
+    Result<Done> writeLogs(BatchLogs& logs);
+    /// The answer to a message whose id is stored already: the first result, or IdConflict when
+    /// the id belongs to another sender or conversation.
+    Result<StoredMessageAck> storedAck(const NewMessage& message);
+    /// Creates the direct conversation a first message is sent to, with both its members.
+    Result<Done> createDirectConversation(const NewMessage& message, qint64 now);
     /// Reads a conversation and its members inside the caller's transaction.
     Result<ConversationRecord> readConversation(const QString& conversationId);
     QString userName(qint64 userId);
@@ -79,13 +108,20 @@ private:
     Result<ChangeResult> commitMembershipChange(WriteTransaction& transaction,
         const QString& conversationId, qint64 actorUserId, const MembershipRecord& change,
         const QList<qint64>& notifiedUserIds);
-    /// Appends one event of `kind` referring to `ref` to the log of each user.
-    Result<Done> appendEvents(const QList<qint64>& userIds, int kind, qint64 ref);
+    /// A statement on SQLite's C API, prepared once and kept, for the send path's statements
+    /// that run once per message or once per member of a group: there, Qt's conversion of every
+    /// bound value and column through QVariant cost more than SQLite's work.
+    PreparedStatement& statement(const char* sql);
+    /// Appends one event of `kind` referring to `ref` to the log of each user; returns the new
+    /// event's offset in each log, in the order of `userIds`.
+    Result<QList<quint64>> appendEvents(const QList<qint64>& userIds, int kind, qint64 ref);
 
     QString m_connectionName;
     QString m_path;
     /// A node-based map: references handed out stay valid while later statements are added.
     std::map<QString, QSqlQuery> m_preparedQueries;
+    /// Keyed by the statement's text (string literals, compared by address).
+    std::map<const char*, std::unique_ptr<PreparedStatement>> m_statements;
 };
 
 } // namespace ferry::server

@@ -613,7 +613,10 @@ void LoadWorker::scheduleSends(int64_t now)
     if (m_rate <= 0) {
         return;
     }
-    const auto due = uint64_t(double(now - m_runStartNs) * m_rate / double(Second));
+    // Message k is scheduled at k / rate, so at time t messages 0 to floor(t * rate) are due.
+    // Counting only floor(t * rate) of them sent each one a whole interval after its scheduled
+    // time, which the latency then included: 1 s per message at a worker's 1 message/s.
+    const auto due = uint64_t(double(now - m_runStartNs) * m_rate / double(Second)) + 1;
     // Bounded per turn, so replies keep being read even when the schedule is far behind.
     for (int sentThisTurn = 0; m_scheduled < due && sentThisTurn < 20'000; ++sentThisTurn) {
         const int64_t scheduledNs
