@@ -196,17 +196,41 @@ bool WriteTransaction::commit()
     return true;
 }
 
+namespace {
+    /// The connection under a QSqlDatabase of Qt's SQLite driver, which hands it out as a
+    /// QVariant holding a sqlite3*; null for any other driver.
+    sqlite3* sqliteHandle(const QSqlDatabase& db)
+    {
+        const QVariant handle = db.driver() ? db.driver()->handle() : QVariant();
+        if (!handle.isValid() || qstrcmp(handle.typeName(), "sqlite3*") != 0) {
+            return nullptr;
+        }
+        return *static_cast<sqlite3* const*>(handle.constData());
+    }
+}
+
+qint64 sqliteCacheBytes(const QSqlDatabase& db)
+{
+    sqlite3* connection = sqliteHandle(db);
+    int current = 0;
+    int highest = 0;
+    if (!connection
+        || sqlite3_db_status(connection, SQLITE_DBSTATUS_CACHE_USED, &current, &highest, 0)
+            != SQLITE_OK) {
+        return -1;
+    }
+    return current;
+}
+
 PreparedStatement::PreparedStatement(const QSqlDatabase& db, const char* sql)
 {
-    // Qt's SQLite driver hands out its connection as a QVariant holding a sqlite3*.
-    const QVariant handle = db.driver() ? db.driver()->handle() : QVariant();
-    if (!handle.isValid() || qstrcmp(handle.typeName(), "sqlite3*") != 0) {
+    m_db = sqliteHandle(db);
+    if (!m_db) {
         m_error = QSqlError(
             QStringLiteral("not a SQLite connection"), QString(), QSqlError::ConnectionError);
         return;
     }
-    m_db = *static_cast<sqlite3* const*>(handle.constData());
-    if (!m_db || sqlite3_prepare_v2(m_db, sql, -1, &m_statement, nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(m_db, sql, -1, &m_statement, nullptr) != SQLITE_OK) {
         fail();
         m_statement = nullptr;
     }

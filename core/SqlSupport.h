@@ -32,6 +32,9 @@ Result<QSqlDatabase> openSqliteDatabase(
 /// The schema version stored in the file (PRAGMA user_version).
 int sqliteSchemaVersion(const QSqlDatabase& db);
 
+/// Bytes SQLite's page cache of this connection holds now; -1 if it is no SQLite connection.
+qint64 sqliteCacheBytes(const QSqlDatabase& db);
+
 /// Runs the migration steps from the file's version up to steps.size(), each version in its own
 /// transaction, stamping the application id and the new version with it.
 Result<Done> migrateSqliteSchema(

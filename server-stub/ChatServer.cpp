@@ -127,6 +127,8 @@ Result<Done> ChatServer::startHttp()
             now.queuedBytesMax = std::max(now.queuedBytesMax, queued);
         }
         now.heapBytesInUse = heapBytesInUse();
+        now.storeCacheBytes = m_store->cacheBytes();
+        now.storeCacheLimitBytes = m_store->cacheLimitBytes();
         return QHttpServerResponse(QByteArrayLiteral("text/plain; version=0.0.4"),
             renderPrometheus(m_metrics, now));
     });

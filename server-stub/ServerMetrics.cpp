@@ -79,6 +79,11 @@ QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot&
     gauge(out, "ferry_heap_bytes_in_use",
         "Bytes allocated and not freed (not the resident size; -1 when unknown).",
         now.heapBytesInUse);
+    gauge(out, "ferry_store_cache_bytes",
+        "Bytes in the store's page cache (part of the heap; -1 when it has none).",
+        now.storeCacheBytes);
+    gauge(out, "ferry_store_cache_limit_bytes", "The most the store's page cache may hold.",
+        now.storeCacheLimitBytes);
     gauge(out, "ferry_connections_open", "WebSocket connections open now.", now.connectionsOpen);
     gauge(out, "ferry_connections_authenticated", "Connections with a device session now.",
         now.connectionsAuthenticated);

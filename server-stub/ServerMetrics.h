@@ -52,6 +52,8 @@ struct MetricsSnapshot {
     qint64 queuedBytesTotal = 0;
     qint64 queuedBytesMax = 0;
     qint64 heapBytesInUse = 0; ///< see heapBytesInUse()
+    qint64 storeCacheBytes = 0;
+    qint64 storeCacheLimitBytes = 0;
 };
 
 /// Bytes the allocator has handed out and not yet been given back, -1 where it cannot say.

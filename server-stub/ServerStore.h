@@ -131,6 +131,11 @@ public:
 
     /// Succeeds when the database answers a trivial query; for health checks.
     virtual Result<Done> ping() = 0;
+    /// What the store's own cache in this process holds now and may hold at most, in bytes;
+    /// -1 for both where it keeps none. The metrics show them, and a test of flat memory tells
+    /// a cache filling up to its bound from a leak.
+    virtual qint64 cacheBytes() = 0;
+    virtual qint64 cacheLimitBytes() const = 0;
 
     // Accounts and devices.
     virtual Result<UserRecord> createUser(const QString& name, const QByteArray& passwordHash) = 0;

@@ -275,6 +275,16 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString
     return store;
 }
 
+qint64 SqliteServerStore::cacheBytes()
+{
+    return sqliteCacheBytes(database());
+}
+
+qint64 SqliteServerStore::cacheLimitBytes() const
+{
+    return qint64(CacheKiB) * 1024;
+}
+
 Result<Done> SqliteServerStore::ping()
 {
     QSqlQuery query(database());

@@ -28,6 +28,8 @@ public:
     ~SqliteServerStore() override;
 
     Result<Done> ping() override;
+    qint64 cacheBytes() override;
+    qint64 cacheLimitBytes() const override;
 
     Result<UserRecord> createUser(const QString& name, const QByteArray& passwordHash) override;
     std::optional<UserRecord> findUser(const QString& name) override;
