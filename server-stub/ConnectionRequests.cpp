@@ -11,7 +11,6 @@
 #include "server-stub/ServerStore.h"
 
 #include <QElapsedTimer>
-#include <QWebSocket>
 
 #include "ferry.pb.h"
 
