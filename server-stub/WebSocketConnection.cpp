@@ -177,8 +177,12 @@ void WebSocketConnection::handleHandshake(char* data, qsizetype size)
         write(websocket::refusalResponse(request.status, request.reason));
         // The peer's end of the stream, read to the end, closes the connection: closing at
         // once, with its request unread, would reset the connection and could lose the answer.
-        ::shutdown(static_cast<int>(m_descriptor), SHUT_WR);
         m_state = State::Refused;
+        if (bytesToWrite() == 0) {
+            shutdownWriting();
+        } else {
+            m_shutdownWhenWritten = true;
+        }
         return;
     }
 
@@ -242,6 +246,7 @@ void WebSocketConnection::closeReceived(int code, QByteArrayView)
 
 void WebSocketConnection::frameError(int closeCode, const char* reason)
 {
+    qCDebug(lcServer) << "Broken framing:" << reason;
     if (m_state == State::Open) {
         m_handler->framingFailed(closeCode, reason);
     } else {
@@ -280,6 +285,21 @@ void WebSocketConnection::close(int closeCode, QByteArrayView reason)
     sendFrame(Opcode::Close, QByteArrayView(payload, 2 + reasonBytes));
     m_closeCode = closeCode;
     m_state = State::Closing;
+    if (m_reader.isFinished()) {
+        // After broken framing the peer's answer could not be read: the connection is failed
+        // (RFC 6455 section 7.1.7). Our side ends once the close frame is out, and the peer's
+        // end of the stream, read to the end, closes it without a reset.
+        m_shutdownWhenWritten = true;
+        if (bytesToWrite() == 0) {
+            shutdownWriting();
+        }
+    }
+}
+
+void WebSocketConnection::shutdownWriting()
+{
+    m_shutdownWhenWritten = false;
+    ::shutdown(static_cast<int>(m_descriptor), SHUT_WR);
 }
 
 void WebSocketConnection::sendFrame(Opcode opcode, QByteArrayView payload)
@@ -358,6 +378,9 @@ void WebSocketConnection::handleWritable()
         m_output = QByteArray();
         m_outputSent = 0;
         setWriteNotifierEnabled(false);
+        if (m_shutdownWhenWritten && !m_writeFailed) {
+            shutdownWriting();
+        }
     } else if (m_outputSent >= CompactOutputBytes) {
         m_output.remove(0, m_outputSent);
         m_outputSent = 0;

@@ -93,6 +93,8 @@ private:
     /// rest.
     void write(QByteArrayView first, QByteArrayView second = {});
     void setWriteNotifierEnabled(bool enabled);
+    /// Sends our end of the stream (a FIN); reading goes on until the peer's.
+    void shutdownWriting();
     /// Ends a connection whose end the transport found itself, and tells the handler.
     void finish();
     void closeDescriptor();
@@ -103,6 +105,7 @@ private:
     int m_closeCode = 1006;
     bool m_writeFailed = false; ///< the peer is gone; the read side reports it
     bool m_reading = false;     ///< inside handleReadable, called by the read notifier
+    bool m_shutdownWhenWritten = false; ///< end our side of the stream once the output is out
     websocket::FrameReader m_reader;
     QByteArray m_handshake; ///< an upgrade request that has not arrived whole
     QByteArray m_output;    ///< what the kernel did not take, from m_outputSent on
