@@ -504,8 +504,10 @@ void ClientConnection::sendEnvelope(const v1::Envelope& envelope)
     // What the peer has not taken of the earlier frames. The frame written now does not count:
     // a sync batch may be larger than the bound (up to 1 MiB against a bound of 64 KiB at the
     // least), and counting it would close every client that catches up, however fast it reads.
-    // Frames go straight to the kernel, so the backlog is what the kernel would not take; one
-    // over the bound is offered to the kernel again first, which may have drained since.
+    // Frames reach the kernel at the start of the next pass of the event loop, so a frame
+    // written just before (a batch, then the answer to a receipt) still counts as unsent here;
+    // a backlog over the bound is handed to the kernel first, and only what it would not take
+    // counts against the client.
     qint64 backlog = m_transport->bytesToWrite();
     if (backlog > m_server->config().maxQueuedBytes) {
         m_transport->flush();

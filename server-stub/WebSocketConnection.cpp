@@ -2,11 +2,14 @@
 
 #include "core/Logging.h"
 
+#include <QAbstractEventDispatcher>
 #include <QEvent>
 #include <QScopeGuard>
 #include <QSocketNotifier>
 
+#include <algorithm>
 #include <array>
+#include <vector>
 #include <cerrno>
 
 #include <sys/socket.h>
@@ -25,6 +28,19 @@ namespace {
     constexpr int MaxReadsPerActivation = 4;
     /// Sent output is cut off the front of the queue once it is this large, not per write.
     constexpr qsizetype CompactOutputBytes = 64 * 1024;
+
+    /// The connections of this thread with output written in this pass of the event loop; one
+    /// posted call at the start of the next pass hands each one's output to the kernel.
+    struct FlushQueue {
+        std::vector<WebSocketConnection*> connections;
+        bool posted = false;
+    };
+
+    FlushQueue& flushQueue()
+    {
+        thread_local FlushQueue queue;
+        return queue;
+    }
 
     /// The read buffer of this thread, shared by every connection of the thread: a read is
     /// decoded before the next one starts, so one suffices. A handler that runs a nested event
@@ -315,42 +331,94 @@ void WebSocketConnection::write(QByteArrayView first, QByteArrayView second)
     if (m_writeFailed || m_state == State::Closed) {
         return;
     }
-    qsizetype written = 0;
-    if (bytesToWrite() == 0) {
-        // Header and payload in one system call, from where they lie: no copy of the frame.
-        iovec parts[2] = { { const_cast<char*>(first.data()), static_cast<size_t>(first.size()) },
-            { const_cast<char*>(second.data()), static_cast<size_t>(second.size()) } };
-        msghdr message {};
-        message.msg_iov = parts;
-        message.msg_iovlen = second.isEmpty() ? 1 : 2;
-        ssize_t sent = -1;
-        do {
-            sent = ::sendmsg(static_cast<int>(m_descriptor), &message, MSG_NOSIGNAL);
-        } while (sent < 0 && errno == EINTR);
-        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            // The peer is gone. The read notifier wakes on the error and ends the connection.
-            m_writeFailed = true;
-            return;
-        }
-        written = std::max<qsizetype>(sent, 0);
-        if (written == first.size() + second.size()) {
-            return;
-        }
+    const bool writingNow
+        = bytesToWrite() == 0 && !m_flushScheduled && !(m_writeNotifier && m_writeNotifier->isEnabled());
+    if (!writingNow) {
+        m_output.append(first);
+        m_output.append(second);
+        scheduleFlush();
+        return;
     }
 
-    // What the kernel did not take waits for the write notifier.
+    // The first frame of a pass goes to the kernel at once, header and payload in one system
+    // call from where they lie: an answer is not delayed. The connection then joins the flush
+    // queue, so that the frames written after it in this pass (a commit's further acks, a
+    // push) are collected and leave together at the start of the next pass.
+    iovec parts[2] = { { const_cast<char*>(first.data()), static_cast<size_t>(first.size()) },
+        { const_cast<char*>(second.data()), static_cast<size_t>(second.size()) } };
+    msghdr message {};
+    message.msg_iov = parts;
+    message.msg_iovlen = second.isEmpty() ? 1 : 2;
+    ssize_t sent = -1;
+    do {
+        sent = ::sendmsg(static_cast<int>(m_descriptor), &message, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        // The peer is gone. The read notifier wakes on the error and ends the connection.
+        m_writeFailed = true;
+        return;
+    }
+    const qsizetype written = std::max<qsizetype>(sent, 0);
     if (written < first.size()) {
         m_output.append(first.sliced(written));
         m_output.append(second);
     } else {
         m_output.append(second.sliced(written - first.size()));
     }
-    setWriteNotifierEnabled(true);
+    if (bytesToWrite() > 0) {
+        // What the kernel did not take waits for the write notifier.
+        setWriteNotifierEnabled(true);
+    } else {
+        scheduleFlush();
+    }
+}
+
+void WebSocketConnection::scheduleFlush()
+{
+    // A connection the kernel is not taking from waits for its write notifier instead.
+    if (m_flushScheduled || (m_writeNotifier && m_writeNotifier->isEnabled())) {
+        return;
+    }
+    QObject* dispatcher = QAbstractEventDispatcher::instance();
+    if (!dispatcher) {
+        handleWritable();
+        return;
+    }
+    FlushQueue& queue = flushQueue();
+    queue.connections.push_back(this);
+    m_flushScheduled = true;
+    if (!queue.posted) {
+        queue.posted = true;
+        QMetaObject::invokeMethod(dispatcher, &WebSocketConnection::flushScheduled,
+            Qt::QueuedConnection);
+    }
+}
+
+void WebSocketConnection::flushScheduled()
+{
+    FlushQueue& queue = flushQueue();
+    queue.posted = false;
+    std::vector<WebSocketConnection*> due;
+    due.swap(queue.connections);
+    for (WebSocketConnection* connection : due) {
+        connection->m_flushScheduled = false;
+        connection->handleWritable();
+    }
+}
+
+void WebSocketConnection::unscheduleFlush()
+{
+    if (!m_flushScheduled) {
+        return;
+    }
+    std::vector<WebSocketConnection*>& connections = flushQueue().connections;
+    connections.erase(std::find(connections.begin(), connections.end(), this));
+    m_flushScheduled = false;
 }
 
 void WebSocketConnection::flush()
 {
-    if (bytesToWrite() > 0) {
+    if (bytesToWrite() > 0 && m_state != State::Closed) {
         handleWritable();
     }
 }
@@ -381,10 +449,14 @@ void WebSocketConnection::handleWritable()
         if (m_shutdownWhenWritten && !m_writeFailed) {
             shutdownWriting();
         }
-    } else if (m_outputSent >= CompactOutputBytes) {
+        return;
+    }
+    if (m_outputSent >= CompactOutputBytes) {
         m_output.remove(0, m_outputSent);
         m_outputSent = 0;
     }
+    // The rest waits until the kernel has room.
+    setWriteNotifierEnabled(true);
 }
 
 void WebSocketConnection::setWriteNotifierEnabled(bool enabled)
@@ -414,6 +486,8 @@ void WebSocketConnection::finish()
     if (m_state == State::Closed) {
         return;
     }
+    // An echoed close frame goes out before the descriptor closes.
+    flush();
     closeDescriptor();
     m_handler->disconnected();
 }
@@ -421,6 +495,7 @@ void WebSocketConnection::finish()
 void WebSocketConnection::closeDescriptor()
 {
     m_state = State::Closed;
+    unscheduleFlush();
     // The notifiers go first: the dispatcher must not watch a descriptor number that the next
     // accepted connection may reuse. The read notifier may be the caller (through
     // handleReadable), and is then deleted once its event is over.

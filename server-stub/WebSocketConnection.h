@@ -16,8 +16,10 @@ namespace ferry::server {
 /// connection (docs/design.md, "Memory per connection"):
 ///  - reads go into one buffer per thread; frames that arrive whole are decoded there, and only
 ///    an incomplete frame is kept per connection (websocket::FrameReader);
-///  - writes go straight to the kernel; only what it does not take is queued, and the write
-///    notifier exists and is enabled only while something is;
+///  - what is written during one pass of the event loop (a group commit's acks and pushes, a
+///    sync batch) goes to the kernel in one system call at the start of the next pass; only
+///    what the kernel does not take stays queued, and the write notifier exists and is enabled
+///    only while something does;
 ///  - one socket notifier for reading, no signals: the owner hears through Handler.
 ///
 /// It answers the opening handshake (101, or an HTTP error and the end of the connection),
@@ -59,13 +61,14 @@ public:
     State state() const { return m_state; }
     /// The close code received from the peer, or sent if it had none; 1006 when neither.
     int closeCode() const { return m_closeCode; }
-    /// Bytes the kernel has not taken yet.
+    /// Bytes the kernel has not taken yet, including those written in this pass.
     qint64 bytesToWrite() const { return m_output.size() - m_outputSent; }
 
     /// Sends one binary message as one frame; dropped unless the connection is open.
     void sendBinaryMessage(QByteArrayView message);
     void ping();
-    /// Hands queued output to the kernel now, as far as it takes it.
+    /// Hands queued output to the kernel now, as far as it takes it, without waiting for the
+    /// next pass.
     void flush();
     /// Sends a close frame; disconnected() follows when the peer answers (or the owner aborts).
     void close(int closeCode, QByteArrayView reason);
@@ -89,9 +92,12 @@ private:
     void handleBytes(char* data, qsizetype size);
     void handleHandshake(char* data, qsizetype size);
     void sendFrame(websocket::Opcode opcode, QByteArrayView payload);
-    /// Writes `first` then `second`, straight to the kernel if nothing is queued; queues the
-    /// rest.
+    /// Queues `first` then `second` for the flush at the start of the next pass.
     void write(QByteArrayView first, QByteArrayView second = {});
+    void scheduleFlush();
+    void unscheduleFlush();
+    /// Hands the output of every connection written in the last pass to the kernel.
+    static void flushScheduled();
     void setWriteNotifierEnabled(bool enabled);
     /// Sends our end of the stream (a FIN); reading goes on until the peer's.
     void shutdownWriting();
@@ -106,6 +112,7 @@ private:
     bool m_writeFailed = false; ///< the peer is gone; the read side reports it
     bool m_reading = false;     ///< inside handleReadable, called by the read notifier
     bool m_shutdownWhenWritten = false; ///< end our side of the stream once the output is out
+    bool m_flushScheduled = false;      ///< in this thread's flush queue
     websocket::FrameReader m_reader;
     QByteArray m_handshake; ///< an upgrade request that has not arrived whole
     QByteArray m_output;    ///< what the kernel did not take, from m_outputSent on
