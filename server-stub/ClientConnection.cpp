@@ -35,7 +35,8 @@ namespace {
 
 ClientConnection::ClientConnection(qintptr descriptor, ChatServer* server)
     : QObject(server)
-    , m_transport(std::make_unique<WebSocketConnection>(descriptor, server->config().maxFrameBytes, this))
+    , m_transport(std::make_unique<WebSocketConnection>(
+          descriptor, server->config().maxFrameBytes, this))
     , m_server(server)
     , m_connectedMs(nowMs())
     , m_lastHeardMs(m_connectedMs)

@@ -9,12 +9,11 @@
 
 #include <algorithm>
 #include <array>
-#include <vector>
 #include <cerrno>
-
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <vector>
 
 namespace ferry::server {
 
@@ -115,15 +114,11 @@ WebSocketConnection::WebSocketConnection(
     : m_descriptor(descriptor)
     , m_handler(handler)
     , m_reader(maxMessageBytes)
-    , m_readNotifier(
-          std::make_unique<ConnectionNotifier>(descriptor, QSocketNotifier::Read, this))
+    , m_readNotifier(std::make_unique<ConnectionNotifier>(descriptor, QSocketNotifier::Read, this))
 {
 }
 
-WebSocketConnection::~WebSocketConnection()
-{
-    closeDescriptor();
-}
+WebSocketConnection::~WebSocketConnection() { closeDescriptor(); }
 
 // Reading ------------------------------------------------------------------------------------
 
@@ -133,8 +128,8 @@ void WebSocketConnection::handleReadable()
     m_reading = true;
     const auto notReading = qScopeGuard([this] { m_reading = false; });
     for (int i = 0; i < MaxReadsPerActivation && m_state != State::Closed; ++i) {
-        const ssize_t received = ::recv(static_cast<int>(m_descriptor), buffer.data(),
-            static_cast<size_t>(ReadBufferBytes), 0);
+        const ssize_t received = ::recv(
+            static_cast<int>(m_descriptor), buffer.data(), static_cast<size_t>(ReadBufferBytes), 0);
         if (received > 0) {
             handleBytes(buffer.data(), received);
             if (received < ReadBufferBytes) {
@@ -177,7 +172,8 @@ void WebSocketConnection::handleHandshake(char* data, qsizetype size)
     if (fromKept) {
         m_handshake.append(data, size);
     }
-    const QByteArrayView bytes = fromKept ? QByteArrayView(m_handshake) : QByteArrayView(data, size);
+    const QByteArrayView bytes
+        = fromKept ? QByteArrayView(m_handshake) : QByteArrayView(data, size);
     const websocket::UpgradeRequest request = websocket::readUpgradeRequest(bytes);
     if (!request.complete) {
         if (!fromKept) {
@@ -210,8 +206,8 @@ void WebSocketConnection::handleHandshake(char* data, qsizetype size)
     if (fromKept) {
         QByteArray kept = std::exchange(m_handshake, QByteArray());
         if (kept.size() > request.headerBytes) {
-            m_reader.feed(kept.data() + request.headerBytes, kept.size() - request.headerBytes,
-                *this);
+            m_reader.feed(
+                kept.data() + request.headerBytes, kept.size() - request.headerBytes, *this);
         }
     } else if (size > request.headerBytes) {
         m_reader.feed(data + request.headerBytes, size - request.headerBytes, *this);
@@ -331,8 +327,8 @@ void WebSocketConnection::write(QByteArrayView first, QByteArrayView second)
     if (m_writeFailed || m_state == State::Closed) {
         return;
     }
-    const bool writingNow
-        = bytesToWrite() == 0 && !m_flushScheduled && !(m_writeNotifier && m_writeNotifier->isEnabled());
+    const bool writingNow = bytesToWrite() == 0 && !m_flushScheduled
+        && !(m_writeNotifier && m_writeNotifier->isEnabled());
     if (!writingNow) {
         m_output.append(first);
         m_output.append(second);
@@ -389,8 +385,8 @@ void WebSocketConnection::scheduleFlush()
     m_flushScheduled = true;
     if (!queue.posted) {
         queue.posted = true;
-        QMetaObject::invokeMethod(dispatcher, &WebSocketConnection::flushScheduled,
-            Qt::QueuedConnection);
+        QMetaObject::invokeMethod(
+            dispatcher, &WebSocketConnection::flushScheduled, Qt::QueuedConnection);
     }
 }
 
@@ -426,8 +422,8 @@ void WebSocketConnection::flush()
 void WebSocketConnection::handleWritable()
 {
     while (bytesToWrite() > 0 && !m_writeFailed) {
-        const ssize_t sent = ::send(static_cast<int>(m_descriptor), m_output.constData() + m_outputSent,
-            static_cast<size_t>(bytesToWrite()), MSG_NOSIGNAL);
+        const ssize_t sent = ::send(static_cast<int>(m_descriptor),
+            m_output.constData() + m_outputSent, static_cast<size_t>(bytesToWrite()), MSG_NOSIGNAL);
         if (sent < 0 && errno == EINTR) {
             continue;
         }
@@ -476,10 +472,7 @@ void WebSocketConnection::setWriteNotifierEnabled(bool enabled)
 
 // Ending -------------------------------------------------------------------------------------
 
-void WebSocketConnection::abort()
-{
-    closeDescriptor();
-}
+void WebSocketConnection::abort() { closeDescriptor(); }
 
 void WebSocketConnection::finish()
 {

@@ -45,7 +45,7 @@ public:
 
     enum class State {
         Handshake, ///< reading the HTTP upgrade request
-        Refused,   ///< the handshake was refused; reading to the peer's end of the stream
+        Refused, ///< the handshake was refused; reading to the peer's end of the stream
         Open,
         Closing, ///< our close frame is sent; waiting for the peer's
         Closed,
@@ -110,12 +110,12 @@ private:
     State m_state = State::Handshake;
     int m_closeCode = 1006;
     bool m_writeFailed = false; ///< the peer is gone; the read side reports it
-    bool m_reading = false;     ///< inside handleReadable, called by the read notifier
+    bool m_reading = false; ///< inside handleReadable, called by the read notifier
     bool m_shutdownWhenWritten = false; ///< end our side of the stream once the output is out
-    bool m_flushScheduled = false;      ///< in this thread's flush queue
+    bool m_flushScheduled = false; ///< in this thread's flush queue
     websocket::FrameReader m_reader;
     QByteArray m_handshake; ///< an upgrade request that has not arrived whole
-    QByteArray m_output;    ///< what the kernel did not take, from m_outputSent on
+    QByteArray m_output; ///< what the kernel did not take, from m_outputSent on
     qsizetype m_outputSent = 0;
     std::unique_ptr<QSocketNotifier> m_readNotifier;
     std::unique_ptr<QSocketNotifier> m_writeNotifier; ///< made when output is first queued

@@ -34,9 +34,9 @@ inline constexpr qsizetype MaxHandshakeBytes = 8 * 1024;
 /// The outcome of reading a client's opening handshake.
 struct UpgradeRequest {
     bool complete = false; ///< the header ended; until then, read more (unless `status` is set)
-    int status = 0;        ///< 0 when acceptable, else the HTTP status to refuse with
-    QByteArray reason;     ///< why it was refused, for the response body and the log
-    QByteArray key;        ///< Sec-WebSocket-Key, when acceptable
+    int status = 0; ///< 0 when acceptable, else the HTTP status to refuse with
+    QByteArray reason; ///< why it was refused, for the response body and the log
+    QByteArray key; ///< Sec-WebSocket-Key, when acceptable
     qsizetype headerBytes = 0; ///< bytes up to and including the blank line, when complete
 };
 

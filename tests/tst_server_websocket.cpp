@@ -71,10 +71,7 @@ QByteArray clientFrame(quint8 opcode, const QByteArray& payload, bool final = tr
     return frame;
 }
 
-QByteArray envelopeBytes(const v1::Envelope& envelope)
-{
-    return encodeFrame(envelope);
-}
+QByteArray envelopeBytes(const v1::Envelope& envelope) { return encodeFrame(envelope); }
 
 QByteArray helloBytes(quint64 requestId = 1)
 {
@@ -124,7 +121,8 @@ public:
     {
         write(upgradeRequest());
         const QByteArray head = readHttpHead();
-        return head.startsWith("HTTP/1.1 101") && head.contains(QByteArray("Sec-WebSocket-Accept: " + ExampleAccept));
+        return head.startsWith("HTTP/1.1 101")
+            && head.contains(QByteArray("Sec-WebSocket-Accept: " + ExampleAccept));
     }
 
     /// The server's HTTP answer up to its blank line (what follows stays buffered).
@@ -264,8 +262,8 @@ private Q_SLOTS:
     {
         QVERIFY(m_dataDir.isValid());
         // A short authentication timeout, which also bounds a handshake that never ends.
-        m_server = std::make_unique<ServerProcess>(
-            m_dataDir.path(), QStringList { QStringLiteral("--auth-timeout"), QStringLiteral("2") });
+        m_server = std::make_unique<ServerProcess>(m_dataDir.path(),
+            QStringList { QStringLiteral("--auth-timeout"), QStringLiteral("2") });
         QVERIFY2(m_server->start(), qPrintable(m_server->errorString()));
     }
 
@@ -300,21 +298,21 @@ private Q_SLOTS:
 
         const QByteArray valid = upgradeRequest();
         QTest::newRow("no key") << QByteArray(valid).replace(
-            QByteArray("Sec-WebSocket-Key: " + ExampleKey + "\r\n"), "") << QByteArray("400");
+            QByteArray("Sec-WebSocket-Key: " + ExampleKey + "\r\n"), "")
+                                << QByteArray("400");
         QTest::newRow("key of the wrong length")
             << QByteArray(valid).replace(ExampleKey, "c2hvcnQ=") << QByteArray("400");
         QTest::newRow("two keys") << upgradeRequest("Sec-WebSocket-Key: " + ExampleKey + "\r\n")
                                   << QByteArray("400");
-        QTest::newRow("version 8") << QByteArray(valid).replace("Version: 13", "Version: 8")
-                                   << QByteArray("426");
+        QTest::newRow("version 8")
+            << QByteArray(valid).replace("Version: 13", "Version: 8") << QByteArray("426");
         QTest::newRow("POST") << QByteArray(valid).replace("GET /", "POST /") << QByteArray("405");
         QTest::newRow("HTTP/1.0") << QByteArray(valid).replace("HTTP/1.1", "HTTP/1.0")
                                   << QByteArray("400");
         QTest::newRow("no upgrade header")
             << QByteArray(valid).replace("Upgrade: websocket\r\n", "") << QByteArray("400");
-        QTest::newRow("connection keep-alive")
-            << QByteArray(valid).replace("Connection: Upgrade", "Connection: keep-alive")
-            << QByteArray("400");
+        QTest::newRow("connection keep-alive") << QByteArray(valid).replace("Connection: Upgrade",
+            "Connection: keep-alive") << QByteArray("400");
         QTest::newRow("no host") << QByteArray(valid).replace("Host: 127.0.0.1\r\n", "")
                                  << QByteArray("400");
         QTest::newRow("header line without a colon")
@@ -359,14 +357,13 @@ private Q_SLOTS:
     {
         QTest::addColumn<QByteArray>("frame");
         QTest::addColumn<int>("closeCode");
-        QTest::newRow("unmasked frame")
-            << clientFrame(Binary, helloBytes(), true, false) << 1002;
+        QTest::newRow("unmasked frame") << clientFrame(Binary, helloBytes(), true, false) << 1002;
         QTest::newRow("reserved data opcode 3") << clientFrame(0x3, "x") << 1002;
         QTest::newRow("reserved control opcode 11") << clientFrame(0xB, "x") << 1002;
-        QTest::newRow("reserved bit 1 set") << clientFrame(Binary, helloBytes(), true, true, 0x40)
-                                            << 1002;
-        QTest::newRow("reserved bit 3 set") << clientFrame(Binary, helloBytes(), true, true, 0x10)
-                                            << 1002;
+        QTest::newRow("reserved bit 1 set")
+            << clientFrame(Binary, helloBytes(), true, true, 0x40) << 1002;
+        QTest::newRow("reserved bit 3 set")
+            << clientFrame(Binary, helloBytes(), true, true, 0x10) << 1002;
         QTest::newRow("fragmented ping") << clientFrame(Ping, "x", false) << 1002;
         QTest::newRow("ping over 125 bytes") << clientFrame(Ping, QByteArray(126, 'p')) << 1002;
         QTest::newRow("continuation without a message") << clientFrame(Continuation, "x") << 1002;
@@ -498,8 +495,8 @@ private Q_SLOTS:
         QVERIFY(client.isConnected());
         // Each byte in a segment of its own, without waiting for the last one's ACK.
         client.socket().setSocketOption(QAbstractSocket::LowDelayOption, 1);
-        const QByteArray bytes = upgradeRequest() + clientFrame(Binary, helloBytes(3))
-            + clientFrame(Ping, "p");
+        const QByteArray bytes
+            = upgradeRequest() + clientFrame(Binary, helloBytes(3)) + clientFrame(Ping, "p");
         for (const char byte : bytes) {
             client.write(QByteArray(1, byte));
             client.socket().waitForBytesWritten(WaitMs);

@@ -106,8 +106,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     const auto payload = decodes ? peeked.payload_case() : v1::Envelope::PAYLOAD_NOT_SET;
 
     int pair[2];
-    FERRY_FUZZ_CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0,
-        "a socket pair is made");
+    const int made = ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair);
+    FERRY_FUZZ_CHECK(made == 0, "a socket pair is made");
     auto connection = std::make_unique<ClientConnection>(pair[0], f.server.get());
     WebSocketConnection::Handler& handler = *connection;
     if (decodes && payload != v1::Envelope::kHello) {

@@ -70,8 +70,8 @@ QList<QByteArray> readInChunks(QByteArray bytes, QByteArrayView chunkSizes)
     FrameReader reader(MaxMessageBytes);
     qsizetype offset = 0;
     for (qsizetype i = 0; offset < bytes.size(); ++i) {
-        const qsizetype size = std::min<qsizetype>(
-            bytes.size() - offset, 1 + static_cast<quint8>(chunkSizes.value(i % chunkSizes.size())) % 16);
+        const qsizetype size = std::min<qsizetype>(bytes.size() - offset,
+            1 + static_cast<quint8>(chunkSizes.value(i % chunkSizes.size())) % 16);
         reader.feed(bytes.data() + offset, size, sink);
         offset += size;
         FERRY_FUZZ_CHECK(reader.bufferedBytes() <= 2 * MaxMessageBytes + 14,
@@ -94,8 +94,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     }
 
     // The first four bytes choose the chunk sizes; all of the input is read as frames.
-    const QByteArrayView chunkSizes = input.size() >= 4 ? QByteArrayView(input).first(4)
-                                                        : QByteArrayView("\x01");
+    const QByteArrayView chunkSizes
+        = input.size() >= 4 ? QByteArrayView(input).first(4) : QByteArrayView("\x01");
     const QList<QByteArray> whole = readWhole(input);
     const QList<QByteArray> chunked = readInChunks(input, chunkSizes);
     FERRY_FUZZ_CHECK(whole == chunked, "the events do not depend on how the bytes are cut");
