@@ -71,7 +71,7 @@ QList<QByteArray> readInChunks(QByteArray bytes, QByteArrayView chunkSizes)
     qsizetype offset = 0;
     for (qsizetype i = 0; offset < bytes.size(); ++i) {
         const qsizetype size = std::min<qsizetype>(bytes.size() - offset,
-            1 + static_cast<quint8>(chunkSizes.value(i % chunkSizes.size())) % 16);
+            1 + static_cast<quint8>(chunkSizes.at(i % chunkSizes.size())) % 16);
         reader.feed(bytes.data() + offset, size, sink);
         offset += size;
         FERRY_FUZZ_CHECK(reader.bufferedBytes() <= 2 * MaxMessageBytes + 14,
