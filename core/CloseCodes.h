@@ -6,6 +6,20 @@
 // 1008 unsupported version, 1009 frame too large).
 namespace ferry::CloseCode {
 
+// Standard codes (RFC 6455 section 7.4.1) the server sends.
+/// The server is shutting down. Reconnect later.
+inline constexpr int GoingAway = 1001;
+/// The framing or the first frame broke the protocol.
+inline constexpr int ProtocolError = 1002;
+/// A text frame: the protocol has binary frames only.
+inline constexpr int UnsupportedData = 1003;
+/// The Hello named a protocol version this server does not speak.
+inline constexpr int PolicyViolation = 1008;
+/// A message larger than the server's frame limit.
+inline constexpr int TooLarge = 1009;
+
+// Ferry's own.
+
 /// No Register, Login, Resume or Authenticate in time. Reconnect and authenticate promptly.
 inline constexpr int AuthenticationTimeout = 4000;
 /// Nothing heard from the client (not even a pong) for the heartbeat timeout. Reconnect.

@@ -8,7 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="${FERRY_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 seconds="${1:-${FERRY_FUZZ_SECONDS:-30}}"
-targets=(fuzz_server_frames fuzz_client_frames fuzz_stored_data)
+targets=(fuzz_server_frames fuzz_websocket_frames fuzz_client_frames fuzz_stored_data)
 
 CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build_dir" -G Ninja \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_FUZZ=ON -DFERRY_BUILD_TESTS=OFF >/dev/null

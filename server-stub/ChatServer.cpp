@@ -11,10 +11,15 @@
 #include <QHttpServer>
 #include <QHttpServerResponse>
 #include <QTcpServer>
-#include <QTcpSocket>
 #include <QThreadPool>
-#include <QWebSocket>
-#include <QWebSocketServer>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -33,23 +38,39 @@ namespace {
     constexpr int ListenBacklog = 4096;
 }
 
+/// A QTcpServer that hands over each accepted descriptor as it is, without making a QTcpSocket
+/// of it: a connection is a WebSocketConnection on the bare descriptor (docs/design.md,
+/// "Memory per connection").
+class ConnectionListener final : public QTcpServer {
+public:
+    explicit ConnectionListener(ChatServer* server)
+        : QTcpServer(server)
+        , m_server(server)
+    {
+    }
+
+protected:
+    void incomingConnection(qintptr descriptor) override
+    {
+        m_server->handleAcceptedSocket(descriptor);
+    }
+
+private:
+    ChatServer* m_server;
+};
+
 ChatServer::ChatServer(ServerConfig config, std::unique_ptr<ServerStore> store,
     SessionTokens tokens, QObject* parent)
     : QObject(parent)
     , m_config(std::move(config))
     , m_store(std::move(store))
     , m_tokens(std::move(tokens))
-    , m_webSocketServer(new QWebSocketServer(QStringLiteral("ferry-server"),
-          QWebSocketServer::NonSecureMode, this))
+    , m_listener(new ConnectionListener(this))
 {
-    connect(m_webSocketServer, &QWebSocketServer::newConnection, this,
-        &ChatServer::handleNewConnection);
-    // Listening is done here rather than by QWebSocketServer, for the backlog: with Qt's 50,
-    // a crowd reconnecting at once (after a restart) overflows the kernel's queue, and each
-    // dropped SYN costs its client a retransmission timeout of a second and more.
-    m_tcpServer = new QTcpServer(this);
-    m_tcpServer->setListenBacklogSize(ListenBacklog);
-    connect(m_tcpServer, &QTcpServer::newConnection, this, &ChatServer::handleNewTcpConnection);
+    // With Qt's default backlog of 50, a crowd reconnecting at once (after a restart) overflows
+    // the kernel's queue, and each dropped SYN costs its client a retransmission timeout of a
+    // second and more.
+    m_listener->setListenBacklogSize(ListenBacklog);
 
     // One timer checks every connection's deadlines; a timer per connection would cost a
     // QObject and a timer registration for each of tens of thousands of sockets.
@@ -88,10 +109,10 @@ Result<Done> ChatServer::start()
     }
     m_removedDevices = QSet<quint64>(removed->begin(), removed->end());
 
-    if (!m_tcpServer->listen(m_config.address, m_config.port)) {
+    if (!m_listener->listen(m_config.address, m_config.port)) {
         return Error { QStringLiteral("listen"),
             u"could not listen on " + m_config.address.toString() + u':'
-                + QString::number(m_config.port) + u": " + m_tcpServer->errorString() };
+                + QString::number(m_config.port) + u": " + m_listener->errorString() };
     }
     if (m_config.httpEnabled) {
         if (auto http = startHttp(); !http) {
@@ -111,7 +132,7 @@ Result<Done> ChatServer::startHttp()
     m_httpServer->route(QStringLiteral("/healthz"), [this] {
         // Healthy means: accepting connections and able to read the database.
         const bool healthy
-            = m_tcpServer->isListening() && !m_stopping && m_store->ping().ok();
+            = m_listener->isListening() && !m_stopping && m_store->ping().ok();
         return QHttpServerResponse(QByteArrayLiteral("text/plain"),
             healthy ? QByteArrayLiteral("ok\n") : QByteArrayLiteral("unavailable\n"),
             healthy ? QHttpServerResponse::StatusCode::Ok
@@ -145,8 +166,8 @@ QUrl ChatServer::url() const
 {
     QUrl url;
     url.setScheme(QStringLiteral("ws"));
-    url.setHost(m_tcpServer->serverAddress().toString());
-    url.setPort(m_tcpServer->serverPort());
+    url.setHost(m_listener->serverAddress().toString());
+    url.setPort(m_listener->serverPort());
     return url;
 }
 
@@ -172,12 +193,12 @@ void ChatServer::stop()
     commitPendingSends();
     qCInfo(lcServer) << "Stopping: no new connections, closing" << m_connections.size()
                      << "open ones";
-    m_tcpServer->close();
+    m_listener->close();
     m_sweepTimer.stop();
     m_memoryTrimTimer.stop();
     const QSet<ClientConnection*> connections = m_connections;
     for (ClientConnection* connection : connections) {
-        connection->closeWith(QWebSocketProtocol::CloseCodeGoingAway,
+        connection->closeWith(CloseCode::GoingAway,
             QStringLiteral("server shutting down"));
     }
     // A login whose password is being hashed finishes before the process goes: its device row
@@ -193,29 +214,27 @@ void ChatServer::stop()
     }
 }
 
-void ChatServer::handleNewTcpConnection()
+void ChatServer::handleAcceptedSocket(qintptr descriptor)
 {
-    while (QTcpSocket* socket = m_tcpServer->nextPendingConnection()) {
-        // Without TCP_NODELAY the last segment of a sync batch can wait for the client's delayed
-        // ACK (up to 40 ms a batch): a 100,000-message catch-up on a loaded machine went from
-        // 5.7 s to 3.2 s with it (docs/benchmarks.md).
-        socket->setSocketOption(QAbstractSocket::LowDelayOption, 1);
-        // The WebSocket server takes the socket over (and its ownership) for the handshake.
-        m_webSocketServer->handleConnection(socket);
+    const int socket = static_cast<int>(descriptor);
+    // The transport reads and writes without blocking; Qt accepts without O_NONBLOCK.
+    if (const int flags = ::fcntl(socket, F_GETFL); flags < 0
+        || ::fcntl(socket, F_SETFL, flags | O_NONBLOCK) < 0) {
+        qCWarning(lcServer) << "Could not make an accepted socket non-blocking:"
+                            << qt_error_string(errno);
+        ::close(socket);
+        return;
     }
-}
+    // Without TCP_NODELAY the last segment of a sync batch can wait for the client's delayed
+    // ACK (up to 40 ms a batch): a 100,000-message catch-up on a loaded machine went from
+    // 5.7 s to 3.2 s with it (docs/benchmarks.md).
+    const int noDelay = 1;
+    ::setsockopt(socket, IPPROTO_TCP, TCP_NODELAY, &noDelay, sizeof(noDelay));
 
-void ChatServer::handleNewConnection()
-{
-    while (QWebSocket* socket = m_webSocketServer->nextPendingConnection()) {
-        socket->setMaxAllowedIncomingFrameSize(static_cast<quint64>(m_config.maxFrameBytes));
-        socket->setMaxAllowedIncomingMessageSize(static_cast<quint64>(m_config.maxFrameBytes));
-        qCDebug(lcServer) << "Connection from" << socket->peerAddress().toString()
-                          << socket->peerPort();
-        auto* connection = new ClientConnection(socket, this);
-        m_connections.insert(connection);
-        ++m_metrics.connectionsAccepted;
-    }
+    qCDebug(lcServer) << "Accepted connection on descriptor" << descriptor;
+    auto* connection = new ClientConnection(descriptor, this);
+    m_connections.insert(connection);
+    ++m_metrics.connectionsAccepted;
 }
 
 void ChatServer::sweepConnections()

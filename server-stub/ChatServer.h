@@ -18,8 +18,6 @@
 #include <memory>
 
 class QHttpServer;
-class QTcpServer;
-class QWebSocketServer;
 
 namespace ferry::v1 {
 class Envelope;
@@ -28,6 +26,7 @@ class Envelope;
 namespace ferry::server {
 
 class ClientConnection;
+class ConnectionListener;
 
 /// The reference server: accepts WebSocket connections and owns one ClientConnection per socket;
 /// knows which devices are connected, to push new events to them, relay typing and presence,
@@ -94,8 +93,10 @@ Q_SIGNALS:
     void stopped();
 
 private:
-    void handleNewTcpConnection();
-    void handleNewConnection();
+    friend class ConnectionListener;
+
+    /// Takes over a descriptor just accepted; its ClientConnection does the WebSocket handshake.
+    void handleAcceptedSocket(qintptr descriptor);
     void sweepConnections();
     void broadcastPresence(qint64 userId, const QString& userName, bool online, qint64 lastSeenMs);
     /// Pushes what a group commit stored to its recipients' live connections, from the commit's
@@ -110,9 +111,8 @@ private:
     SessionTokens m_tokens;
     ServerMetrics m_metrics;
 
-    /// Accepts TCP connections with a deep backlog; m_webSocketServer only does the handshakes.
-    QTcpServer* m_tcpServer = nullptr;
-    QWebSocketServer* m_webSocketServer = nullptr;
+    /// Accepts TCP connections with a deep backlog and hands over their descriptors.
+    ConnectionListener* m_listener = nullptr;
     std::unique_ptr<QHttpServer> m_httpServer;
     quint16 m_httpPort = 0;
     QTimer m_sweepTimer;

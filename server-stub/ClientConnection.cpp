@@ -12,7 +12,6 @@
 #include <QDateTime>
 #include <QFuture>
 #include <QTimer>
-#include <QWebSocket>
 #include <QtConcurrent/QtConcurrentRun>
 
 #include "ferry.pb.h"
@@ -34,24 +33,16 @@ namespace {
     }
 }
 
-ClientConnection::ClientConnection(QWebSocket* socket, ChatServer* server)
+ClientConnection::ClientConnection(qintptr descriptor, ChatServer* server)
     : QObject(server)
-    , m_socket(socket)
+    , m_transport(std::make_unique<WebSocketConnection>(
+          descriptor, server->config().maxFrameBytes, this))
     , m_server(server)
     , m_connectedMs(nowMs())
     , m_lastHeardMs(m_connectedMs)
     , m_requestTokens(server->config().requestBurst)
     , m_tokensRefilledMs(m_connectedMs)
 {
-    socket->setParent(this);
-    connect(socket, &QWebSocket::binaryMessageReceived, this,
-        &ClientConnection::handleBinaryMessage);
-    connect(socket, &QWebSocket::textMessageReceived, this, &ClientConnection::handleTextMessage);
-    connect(socket, &QWebSocket::disconnected, this, &ClientConnection::handleDisconnected);
-    connect(socket, &QWebSocket::pong, this, [this] {
-        m_lastHeardMs = nowMs();
-        m_pingOutstanding = false;
-    });
 }
 
 ClientConnection::~ClientConnection()
@@ -61,16 +52,20 @@ ClientConnection::~ClientConnection()
 
 qint64 ClientConnection::queuedBytes() const
 {
-    return m_socket->bytesToWrite();
+    return m_transport->bytesToWrite();
 }
 
 // Lifecycle and limits -----------------------------------------------------------------------
 
-void ClientConnection::handleDisconnected()
+void ClientConnection::disconnected()
 {
+    if (m_disconnected) {
+        return;
+    }
+    m_disconnected = true;
     qCInfo(lcServer) << "Connection closed"
                      << (m_userName.isEmpty() ? QStringLiteral("(anonymous)") : m_userName)
-                     << "device" << m_deviceId << "code" << m_socket->closeCode();
+                     << "device" << m_deviceId << "code" << m_transport->closeCode();
     m_state = State::Closed;
     if (m_live) {
         m_server->connectionStoppedLive(this);
@@ -91,10 +86,17 @@ void ClientConnection::closeWith(int closeCode, const QString& reason)
         m_live = false;
     }
     m_server->metrics().countClose(closeCode);
-    m_socket->close(static_cast<QWebSocketProtocol::CloseCode>(closeCode), reason);
+    m_transport->close(closeCode, reason.toUtf8());
     // A peer that does not read will never answer the close frame; its buffers are freed
-    // after a short grace instead of whenever TCP gives up.
-    QTimer::singleShot(CloseGrace, this, [this] { m_socket->abort(); });
+    // after a short grace instead of whenever TCP gives up. So is a connection still in its
+    // WebSocket handshake, which cannot be sent a close frame.
+    QTimer::singleShot(CloseGrace, this, &ClientConnection::dropTransport);
+}
+
+void ClientConnection::dropTransport()
+{
+    m_transport->abort();
+    disconnected();
 }
 
 void ClientConnection::checkDeadlines(qint64 now)
@@ -113,10 +115,10 @@ void ClientConnection::checkDeadlines(qint64 now)
     if (quiet > config.heartbeatTimeout.count()) {
         // A link this quiet is most likely half-open: no close frame would arrive anyway.
         closeWith(CloseCode::HeartbeatTimeout, QStringLiteral("heartbeat timeout"));
-        m_socket->abort();
+        dropTransport();
     } else if (quiet > config.heartbeatInterval.count() && !m_pingOutstanding) {
         m_pingOutstanding = true;
-        m_socket->ping();
+        m_transport->ping();
     }
 }
 
@@ -152,14 +154,27 @@ bool ClientConnection::takeRequestToken(const v1::Envelope& envelope)
     return false;
 }
 
-void ClientConnection::handleTextMessage(const QString&)
+void ClientConnection::textMessageReceived()
 {
     closeWithError(v1::MALFORMED_FRAME, QStringLiteral("text frames are not part of the protocol"),
-        QWebSocketProtocol::CloseCodeDatatypeNotSupported);
+        CloseCode::UnsupportedData);
 }
 
-void ClientConnection::handleBinaryMessage(const QByteArray& frame)
+void ClientConnection::pongReceived()
 {
+    m_lastHeardMs = nowMs();
+    m_pingOutstanding = false;
+}
+
+void ClientConnection::framingFailed(int closeCode, const char* reason)
+{
+    closeWith(closeCode, QString::fromLatin1(reason));
+}
+
+void ClientConnection::binaryMessageReceived(QByteArrayView message)
+{
+    // The bytes lie in the transport's read buffer and are decoded from there, without a copy.
+    const QByteArray frame = QByteArray::fromRawData(message.data(), message.size());
     if (m_state == State::Closed) {
         return;
     }
@@ -171,7 +186,7 @@ void ClientConnection::handleBinaryMessage(const QByteArray& frame)
     v1::Envelope envelope;
     if (!decodeFrame(frame, &envelope)) {
         closeWithError(v1::MALFORMED_FRAME, QStringLiteral("the frame is not a ferry.v1 Envelope"),
-            QWebSocketProtocol::CloseCodeProtocolError);
+            CloseCode::ProtocolError);
         return;
     }
     qCDebug(lcServer) << "Frame" << envelope.payload_case() << "request" << envelope.request_id()
@@ -190,7 +205,7 @@ void ClientConnection::dispatch(const v1::Envelope& envelope)
             handleHello(envelope);
         } else {
             closeWithError(v1::BAD_REQUEST, QStringLiteral("the first frame must be Hello"),
-                QWebSocketProtocol::CloseCodeProtocolError);
+                CloseCode::ProtocolError);
         }
         return;
     case State::AwaitingAuth:
@@ -266,7 +281,7 @@ void ClientConnection::handleHello(const v1::Envelope& envelope)
         error->add_supported_versions(ProtocolVersion);
         sendEnvelope(reply);
         m_server->metrics().countError(QStringLiteral("UNSUPPORTED_VERSION"));
-        closeWith(QWebSocketProtocol::CloseCodePolicyViolated,
+        closeWith(CloseCode::PolicyViolation,
             QStringLiteral("unsupported protocol version"));
         return;
     }
@@ -490,16 +505,16 @@ void ClientConnection::sendEnvelope(const v1::Envelope& envelope)
     // What the peer has not taken of the earlier frames. The frame written now does not count:
     // a sync batch may be larger than the bound (up to 1 MiB against a bound of 64 KiB at the
     // least), and counting it would close every client that catches up, however fast it reads.
-    // Qt hands written frames to the kernel only when the event loop next runs, so a frame
+    // Frames reach the kernel at the start of the next pass of the event loop, so a frame
     // written just before (a batch, then the answer to a receipt) still counts as unsent here;
-    // a backlog over the bound is flushed to the kernel first, and only what the kernel would
-    // not take counts against the client.
-    qint64 backlog = m_socket->bytesToWrite();
+    // a backlog over the bound is handed to the kernel first, and only what it would not take
+    // counts against the client.
+    qint64 backlog = m_transport->bytesToWrite();
     if (backlog > m_server->config().maxQueuedBytes) {
-        m_socket->flush();
-        backlog = m_socket->bytesToWrite();
+        m_transport->flush();
+        backlog = m_transport->bytesToWrite();
     }
-    m_socket->sendBinaryMessage(frame);
+    m_transport->sendBinaryMessage(frame);
     ++m_server->metrics().framesOut;
     m_server->metrics().bytesOut += static_cast<quint64>(frame.size());
 

@@ -1,12 +1,13 @@
 #pragma once
 
 #include "core/Result.h"
+#include "server-stub/WebSocketConnection.h"
 
 #include <QElapsedTimer>
 #include <QObject>
 #include <QString>
 
-class QWebSocket;
+#include <memory>
 
 namespace ferry::v1 {
 class Envelope;
@@ -27,13 +28,18 @@ struct StoredMessageAck;
 ///
 /// Any state can end in Closed; the connection deletes itself once its socket is gone. It also
 /// enforces the per-connection limits: a request rate (token bucket), a bound on unsent output,
-/// the time allowed to authenticate and the heartbeat.
-class ClientConnection : public QObject {
+/// the time allowed to authenticate (WebSocket handshake included) and the heartbeat.
+///
+/// It owns its transport, a WebSocketConnection on the accepted descriptor, and hears from it
+/// as its Handler. The handler's calls are public so that the fuzz target can feed frames
+/// without a socket.
+class ClientConnection : public QObject, public WebSocketConnection::Handler {
     Q_OBJECT
 public:
     enum class State { AwaitingHello, AwaitingAuth, Authenticating, Authenticated, Closed };
 
-    ClientConnection(QWebSocket* socket, ChatServer* server);
+    /// Takes over an accepted, non-blocking TCP descriptor.
+    ClientConnection(qintptr descriptor, ChatServer* server);
     ~ClientConnection() override;
 
     State state() const { return m_state; }
@@ -61,10 +67,16 @@ public:
     void finishSend(quint64 requestId, const NewMessage& message,
         const Result<StoredMessageAck>& stored);
 
+    // WebSocketConnection::Handler
+    void binaryMessageReceived(QByteArrayView message) override;
+    void textMessageReceived() override;
+    void pongReceived() override;
+    void framingFailed(int closeCode, const char* reason) override;
+    void disconnected() override;
+
 private:
-    void handleBinaryMessage(const QByteArray& frame);
-    void handleTextMessage(const QString& text);
-    void handleDisconnected();
+    /// Closes the descriptor now and lets the connection go.
+    void dropTransport();
     void dispatch(const v1::Envelope& envelope);
     bool takeRequestToken(const v1::Envelope& envelope);
 
@@ -107,8 +119,9 @@ private:
         const QByteArray& messageId = {});
     void closeWithError(int code, const QString& message, int closeCode);
 
-    QWebSocket* m_socket;
+    std::unique_ptr<WebSocketConnection> m_transport;
     ChatServer* m_server;
+    bool m_disconnected = false; ///< the transport is over; deletion is scheduled
     State m_state = State::AwaitingHello;
     qint64 m_userId = 0;
     QString m_userName;

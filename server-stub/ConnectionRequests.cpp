@@ -12,7 +12,6 @@
 #include "server-stub/ServerStore.h"
 
 #include <QElapsedTimer>
-#include <QWebSocket>
 
 #include "ferry.pb.h"
 

@@ -1,8 +1,9 @@
 // One frame of arbitrary bytes into the server's real connection handling: ClientConnection's
-// handleBinaryMessage (decoding, rate limit, dispatch by state, every request handler) on a real
-// ChatServer with a real SqliteServerStore, without sockets. The connection gets the frame
-// through its QWebSocket's binaryMessageReceived signal, exactly as from the network; what it
-// sends back goes to a socket that is not connected and is dropped.
+// binaryMessageReceived (decoding, rate limit, dispatch by state, every request handler) on a real
+// ChatServer with a real SqliteServerStore. The connection gets the frame through its transport's
+// handler call, exactly as a decoded WebSocket message from the network; its transport sits on
+// one end of a socket pair, still in its handshake, so what it sends back is dropped. The
+// WebSocket framing in front of it has a target of its own, fuzz_websocket_frames.
 //
 // The connection is first brought to the state the frame belongs to: Hello is fed to a fresh
 // connection, Resume and Authenticate to one that said Hello, everything else to one signed in
@@ -21,7 +22,9 @@
 
 #include <QCoreApplication>
 #include <QDateTime>
-#include <QWebSocket>
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "ferry.pb.h"
 
@@ -86,9 +89,9 @@ Fixture& fixture()
     return *made;
 }
 
-void feed(QWebSocket* socket, const v1::Envelope& envelope)
+void feed(WebSocketConnection::Handler& connection, const v1::Envelope& envelope)
 {
-    Q_EMIT socket->binaryMessageReceived(encodeFrame(envelope));
+    connection.binaryMessageReceived(encodeFrame(envelope));
 }
 
 } // namespace
@@ -102,12 +105,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     const bool decodes = decodeFrame(frame, &peeked);
     const auto payload = decodes ? peeked.payload_case() : v1::Envelope::PAYLOAD_NOT_SET;
 
-    auto* socket = new QWebSocket;
-    auto connection = std::make_unique<ClientConnection>(socket, f.server.get());
+    int pair[2];
+    const int made = ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair);
+    FERRY_FUZZ_CHECK(made == 0, "a socket pair is made");
+    auto connection = std::make_unique<ClientConnection>(pair[0], f.server.get());
+    WebSocketConnection::Handler& handler = *connection;
     if (decodes && payload != v1::Envelope::kHello) {
         v1::Envelope hello;
         hello.mutable_hello()->set_protocol_version(ProtocolVersion);
-        feed(socket, hello);
+        feed(handler, hello);
         FERRY_FUZZ_CHECK(
             connection->state() == ClientConnection::State::AwaitingAuth, "Hello is welcomed");
     }
@@ -115,15 +121,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
         && payload != v1::Envelope::kAuthenticate) {
         v1::Envelope authenticate;
         authenticate.mutable_authenticate()->set_session_token(toStd(f.aliceSession));
-        feed(socket, authenticate);
+        feed(handler, authenticate);
         FERRY_FUZZ_CHECK(connection->state() == ClientConnection::State::Authenticated,
             "alice's session token is accepted");
     }
 
-    Q_EMIT socket->binaryMessageReceived(frame);
+    handler.binaryMessageReceived(frame);
 
     // Deleting the connection unregisters it from the server, as a closed socket would.
     connection.reset();
+    ::close(pair[1]);
     QCoreApplication::sendPostedEvents();
 
     Result<quint64> offset = f.server->store().lastOffset(f.aliceId);
