@@ -498,17 +498,30 @@ void ClientConnection::becomeAuthenticated(quint64 requestId, qint64 userId,
 
 void ClientConnection::sendEnvelope(const v1::Envelope& envelope)
 {
+    // A closing connection still tells the client why, in an error.
     if (m_state == State::Closed && !envelope.has_error()) {
         return;
     }
-    const QByteArray frame = encodeFrame(envelope);
+    writeFrame(encodeFrame(envelope));
+}
+
+void ClientConnection::sendFrame(const QByteArray& frame)
+{
+    if (m_state == State::Closed) {
+        return;
+    }
+    writeFrame(frame);
+}
+
+void ClientConnection::writeFrame(const QByteArray& frame)
+{
     // What the peer has not taken of the earlier frames. The frame written now does not count:
     // a sync batch may be larger than the bound (up to 1 MiB against a bound of 64 KiB at the
     // least), and counting it would close every client that catches up, however fast it reads.
-    // Frames reach the kernel at the start of the next pass of the event loop, so a frame
-    // written just before (a batch, then the answer to a receipt) still counts as unsent here;
-    // a backlog over the bound is handed to the kernel first, and only what it would not take
-    // counts against the client.
+    // The transport may hold frames of this pass of the event loop until the next, so a frame
+    // written just before (a batch, then the answer to a receipt) may still count as unsent
+    // here; a backlog over the bound is handed to the kernel first, and only what it would not
+    // take counts against the client.
     qint64 backlog = m_transport->bytesToWrite();
     if (backlog > m_server->config().maxQueuedBytes) {
         m_transport->flush();
@@ -524,28 +537,6 @@ void ClientConnection::sendEnvelope(const v1::Envelope& envelope)
     if (m_state != State::Closed && backlog > m_server->config().maxQueuedBytes) {
         qCInfo(lcServer) << "Disconnecting a slow consumer:" << m_userName << "device"
                          << m_deviceId << "with" << backlog << "bytes queued";
-        closeWith(CloseCode::SlowConsumer, QStringLiteral("too slow; reconnect and catch up"));
-    }
-}
-
-void ClientConnection::sendFrame(const QByteArray& frame)
-{
-    if (m_state == State::Closed) {
-        return;
-    }
-    // The same bound on unsent output as in sendEnvelope().
-    qint64 backlog = m_socket->bytesToWrite();
-    if (backlog > m_server->config().maxQueuedBytes) {
-        m_socket->flush();
-        backlog = m_socket->bytesToWrite();
-    }
-    m_socket->sendBinaryMessage(frame);
-    ++m_server->metrics().framesOut;
-    m_server->metrics().bytesOut += static_cast<quint64>(frame.size());
-
-    if (m_state != State::Closed && backlog > m_server->config().maxQueuedBytes) {
-        qCInfo(lcServer) << "Disconnecting a slow consumer:" << m_userName << "device" << m_deviceId
-                         << "with" << backlog << "bytes queued";
         closeWith(CloseCode::SlowConsumer, QStringLiteral("too slow; reconnect and catch up"));
     }
 }

@@ -111,6 +111,8 @@ private:
     /// turns the connection live when the batch reaches the end of the log. Returns whether it did.
     bool streamEvents(quint64 requestId, quint64 afterOffset, int limit);
 
+    /// Hands one frame to the transport, closing a slow consumer whose backlog is too large.
+    void writeFrame(const QByteArray& frame);
     void sendOk(quint64 requestId);
     void sendError(quint64 requestId, int code, const QString& message,
         const QByteArray& messageId = {}, quint32 retryAfterMs = 0);
