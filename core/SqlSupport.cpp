@@ -196,17 +196,14 @@ bool WriteTransaction::commit()
     return true;
 }
 
-namespace {
-    /// The connection under a QSqlDatabase of Qt's SQLite driver, which hands it out as a
-    /// QVariant holding a sqlite3*; null for any other driver.
-    sqlite3* sqliteHandle(const QSqlDatabase& db)
-    {
-        const QVariant handle = db.driver() ? db.driver()->handle() : QVariant();
-        if (!handle.isValid() || qstrcmp(handle.typeName(), "sqlite3*") != 0) {
-            return nullptr;
-        }
-        return *static_cast<sqlite3* const*>(handle.constData());
+sqlite3* sqliteHandle(const QSqlDatabase& db)
+{
+    // Qt's SQLite driver hands out its connection as a QVariant holding a sqlite3*.
+    const QVariant handle = db.driver() ? db.driver()->handle() : QVariant();
+    if (!handle.isValid() || qstrcmp(handle.typeName(), "sqlite3*") != 0) {
+        return nullptr;
     }
+    return *static_cast<sqlite3* const*>(handle.constData());
 }
 
 qint64 sqliteCacheBytes(const QSqlDatabase& db)

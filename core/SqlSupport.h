@@ -32,6 +32,9 @@ Result<QSqlDatabase> openSqliteDatabase(
 /// The schema version stored in the file (PRAGMA user_version).
 int sqliteSchemaVersion(const QSqlDatabase& db);
 
+/// The SQLite connection under a QSqlDatabase of Qt's SQLite driver; null for any other.
+sqlite3* sqliteHandle(const QSqlDatabase& db);
+
 /// Bytes SQLite's page cache of this connection holds now; -1 if it is no SQLite connection.
 qint64 sqliteCacheBytes(const QSqlDatabase& db);
 

@@ -17,6 +17,8 @@ class WriteTransaction;
 
 namespace ferry::server {
 
+class WalCheckpointer;
+
 /// ServerStore on one SQLite file in WAL mode with full synchronous commits: an acknowledged
 /// message has reached the disk. Used from the server's main thread only.
 class SqliteServerStore final : public ServerStore {
@@ -124,6 +126,8 @@ private:
     std::map<QString, QSqlQuery> m_preparedQueries;
     /// Keyed by the statement's text (string literals, compared by address).
     std::map<const char*, std::unique_ptr<PreparedStatement>> m_statements;
+    /// Runs the log's checkpoints off the protocol thread; gone before the connection closes.
+    std::unique_ptr<WalCheckpointer> m_checkpointer;
 };
 
 } // namespace ferry::server
