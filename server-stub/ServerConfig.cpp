@@ -95,7 +95,7 @@ namespace {
                     c.dataDir = v;
                     return !v.isEmpty();
                 } },
-            { QStringLiteral("sync-batch"), QStringLiteral("Most events in one sync batch (500)."),
+            { QStringLiteral("sync-batch"), QStringLiteral("Most events in one sync batch (2000)."),
                 QStringLiteral("n"), number(&ServerConfig::syncBatchLimit, 1, 10'000) },
             { QStringLiteral("max-frame-bytes"),
                 QStringLiteral("Largest frame accepted from a client (65536)."),

@@ -22,7 +22,7 @@ struct ServerConfig {
     bool httpEnabled = true;
     QString dataDir;
 
-    int syncBatchLimit = 500;       ///< most events in one sync batch
+    int syncBatchLimit = 2000;      ///< most events in one sync batch
     qsizetype maxFrameBytes = 64 * 1024;
     qsizetype maxBodyBytes = 60 * 1024;
     qsizetype maxQueuedBytes = 4 * 1024 * 1024; ///< a connection's unsent output before 4002

@@ -5,9 +5,10 @@
 #   ninja -C build bench_client_catchup bench_client_ingest bench_client_coldstart ferry-server
 # Each scenario prints its figures and writes <results-dir>/<scenario>.json and .png.
 # Sizes (full / --short):
-#   4 catch-up      100,000 / 20,000 messages waiting, server --sync-batch 500 and 5000
-#   5 ingest        200,000 / 50,000 messages, batches of 500 (the server's default batch)
-#                   and of 5000
+#   4 catch-up      100,000 / 20,000 messages waiting, server --sync-batch 500, 2000 (its
+#                   default) and 5000
+#   5 ingest        200,000 / 50,000 messages, batches of 500, 2000 (the server's default
+#                   batch) and 5000
 #   6 cold start  1,000,000 / 100,000 messages in 200 conversations, 5 / 3 starts
 # Seeded server data and the cold-start profile are kept in <results-dir>/cache and reused.
 set -euo pipefail
@@ -52,10 +53,10 @@ seed="$cache/catchup-seed-$catchup_messages"
 if [[ ! -f "$seed/messages" ]]; then
     "$bench/bench_client_catchup" seed "$seed" "$catchup_messages"
 fi
-"$bench/bench_client_catchup" run "$seed" "$results" 500 5000
+"$bench/bench_client_catchup" run "$seed" "$results" 500 2000 5000
 
 echo "== 5. client ingest ($ingest_messages messages)"
-"$bench/bench_client_ingest" "$results" "$ingest_messages" 500 5000
+"$bench/bench_client_ingest" "$results" "$ingest_messages" 500 2000 5000
 
 echo "== 6. cold start ($coldstart_messages messages)"
 profile="$cache/coldstart-profile-$coldstart_messages"
