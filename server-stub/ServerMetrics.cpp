@@ -10,7 +10,9 @@
 #endif
 
 #if defined(FERRY_HEAP_FROM_SANITIZER)
-#include <sanitizer/allocator_interface.h>
+#include <cstddef>
+// The sanitizer's runtime provides this; its header ships with clang but not with g++.
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #elif defined(__GLIBC__)
 #include <malloc.h>
 #endif
