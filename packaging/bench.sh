@@ -120,7 +120,7 @@ else
     idle_steps="100,1000,5000,10000,19500"; rtt_samples=2000
     direct_rates="250,500,1000,2000,4000,8000,16000,32000"
     echo_rates="1000,4000,16000,64000,128000,256000"; seconds=10
-    group_members=1000; group_rates="2,5,10,25,50,100,200"
+    group_members=1000; group_rates="2,5,10,25,50,100,200,300,400,500"
 fi
 # The per-connection request limit is an abuse guard, not what is measured here.
 no_rate_limit=(--request-rate 1000000 --request-burst 10000000)
