@@ -262,7 +262,12 @@ bool PreparedStatement::run()
     while (result == SQLITE_ROW) {
         result = sqlite3_step(m_statement);
     }
-    const bool ok = result == SQLITE_DONE;
+    return finishRun(result);
+}
+
+bool PreparedStatement::finishRun(int lastStep)
+{
+    const bool ok = lastStep == SQLITE_DONE;
     if (!ok) {
         fail();
     }
@@ -296,13 +301,7 @@ bool PreparedStatement::runQueryColumn(QList<qint64>* values)
         values->append(sqlite3_column_int64(m_statement, 0));
         result = sqlite3_step(m_statement);
     }
-    const bool ok = result == SQLITE_DONE;
-    if (!ok) {
-        fail();
-    }
-    sqlite3_reset(m_statement);
-    sqlite3_clear_bindings(m_statement);
-    return ok;
+    return finishRun(result);
 }
 
 int PreparedStatement::changes() const

@@ -97,6 +97,9 @@ public:
 
 private:
     void fail();
+    /// Ends a run whose last step returned `lastStep`: an error unless it was SQLITE_DONE, then
+    /// resets the statement and its bindings for the next run.
+    bool finishRun(int lastStep);
 
     static constexpr int MaxColumns = 4;
     sqlite3* m_db = nullptr;
