@@ -4,9 +4,8 @@
 
 #include <QFile>
 
-#include <sqlite3.h>
-
 #include <chrono>
+#include <sqlite3.h>
 #include <utility>
 
 namespace ferry::server {
@@ -106,8 +105,8 @@ bool WalCheckpointer::checkpoint()
 {
     if (!m_connection) {
         // Read-write, never create: the writer made the file and keeps it.
-        const int opened = sqlite3_open_v2(QFile::encodeName(m_path).constData(), &m_connection,
-            SQLITE_OPEN_READWRITE, nullptr);
+        const int opened = sqlite3_open_v2(
+            QFile::encodeName(m_path).constData(), &m_connection, SQLITE_OPEN_READWRITE, nullptr);
         if (opened != SQLITE_OK) {
             qCWarning(lcServerDb) << "The checkpoint thread could not open" << m_path << ":"
                                   << sqlite3_errstr(opened);

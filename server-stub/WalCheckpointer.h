@@ -46,7 +46,7 @@ private:
     const int m_triggerPages;
     const int m_limitPages;
     sqlite3* m_connection = nullptr; ///< the thread's own, opened on first use
-    bool m_overLimit = false;         ///< the writer's: it has warned of this crossing already
+    bool m_overLimit = false; ///< the writer's: it has warned of this crossing already
 
     mutable std::mutex m_mutex;
     std::condition_variable m_wake;

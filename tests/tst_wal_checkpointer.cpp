@@ -10,9 +10,8 @@
 #include <QTemporaryDir>
 #include <QTest>
 
-#include <sqlite3.h>
-
 #include <memory>
+#include <sqlite3.h>
 
 using ferry::server::WalCheckpointer;
 using namespace Qt::StringLiterals;
