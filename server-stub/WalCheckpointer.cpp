@@ -4,6 +4,7 @@
 
 #include <QFile>
 
+#include <algorithm>
 #include <chrono>
 #include <sqlite3.h>
 #include <utility>
@@ -14,6 +15,9 @@ namespace {
     /// After a failed checkpoint (a full disk, say), the thread waits this long before the next
     /// try, instead of trying again at every commit.
     constexpr auto RetryAfterFailure = std::chrono::seconds(1);
+    /// The most pages the writer copies itself to let the log start over: 1 MiB of 4 KiB pages,
+    /// a millisecond or two with the database file's sync.
+    constexpr int MaxFinishPages = 256;
 }
 
 WalCheckpointer::WalCheckpointer(sqlite3* writer, QString path, int triggerPages, int limitPages)
@@ -21,6 +25,7 @@ WalCheckpointer::WalCheckpointer(sqlite3* writer, QString path, int triggerPages
     , m_path(std::move(path))
     , m_triggerPages(triggerPages)
     , m_limitPages(limitPages)
+    , m_finishPages(std::clamp(triggerPages / 8, 1, MaxFinishPages))
     , m_thread([this] { run(); })
 {
     // This hook takes the place of SQLite's automatic checkpoint, which is a hook of the same
@@ -50,6 +55,12 @@ quint64 WalCheckpointer::checkpointsDone() const
     return m_checkpointsDone;
 }
 
+quint64 WalCheckpointer::finishingCheckpoints() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_finishingCheckpoints;
+}
+
 quint64 WalCheckpointer::inlineCheckpoints() const
 {
     std::lock_guard lock(m_mutex);
@@ -59,6 +70,7 @@ quint64 WalCheckpointer::inlineCheckpoints() const
 int WalCheckpointer::afterCommit(void* self, sqlite3* db, const char* schema, int logPages)
 {
     auto* checkpointer = static_cast<WalCheckpointer*>(self);
+    checkpointer->m_logPagesAtLastCommit.store(logPages, std::memory_order_relaxed);
     if (logPages >= checkpointer->m_limitPages) {
         // The thread is far behind: bound the log here, as SQLite's own checkpoint would.
         if (!std::exchange(checkpointer->m_overLimit, true)) {
@@ -71,13 +83,26 @@ int WalCheckpointer::afterCommit(void* self, sqlite3* db, const char* schema, in
         return SQLITE_OK;
     }
     checkpointer->m_overLimit = false;
-    if (logPages >= checkpointer->m_triggerPages) {
-        {
-            std::lock_guard lock(checkpointer->m_mutex);
-            checkpointer->m_requested = true;
-        }
-        checkpointer->m_wake.notify_one();
+    if (logPages < checkpointer->m_triggerPages) {
+        return SQLITE_OK;
     }
+    // The log starts over only when a write transaction begins with all of it copied; with
+    // commits back to back, the thread's checkpoint never copies the frames the writer added
+    // while it ran, and the log would only grow. Once the thread has copied all but a few, the
+    // writer copies the rest itself, between two of its transactions: a short copy.
+    const int backfilled = checkpointer->m_backfilledPages.load(std::memory_order_relaxed);
+    if (backfilled > 0 && logPages - backfilled <= checkpointer->m_finishPages) {
+        checkpointer->m_backfilledPages.store(0, std::memory_order_relaxed);
+        sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        std::lock_guard lock(checkpointer->m_mutex);
+        ++checkpointer->m_finishingCheckpoints;
+        return SQLITE_OK;
+    }
+    {
+        std::lock_guard lock(checkpointer->m_mutex);
+        checkpointer->m_requested = true;
+    }
+    checkpointer->m_wake.notify_one();
     return SQLITE_OK;
 }
 
@@ -114,6 +139,18 @@ bool WalCheckpointer::checkpoint()
             m_connection = nullptr;
             return false;
         }
+        // The writer holds a lock for a moment while it starts the log over.
+        sqlite3_busy_timeout(m_connection, 1000);
+        // A connection learns that the file is in WAL mode, and opens the log, only when it
+        // first reads the database; until then a checkpoint on it succeeds and does nothing.
+        if (sqlite3_exec(m_connection, "PRAGMA schema_version", nullptr, nullptr, nullptr)
+            != SQLITE_OK) {
+            qCWarning(lcServerDb) << "The checkpoint thread could not read" << m_path << ":"
+                                  << sqlite3_errmsg(m_connection);
+            sqlite3_close_v2(m_connection);
+            m_connection = nullptr;
+            return false;
+        }
     }
     int logPages = 0;
     int copiedPages = 0;
@@ -124,8 +161,14 @@ bool WalCheckpointer::checkpoint()
                               << sqlite3_errmsg(m_connection);
         return false;
     }
+    if (logPages < 0) {
+        // SQLite's answer for a connection that has no log open: nothing was copied.
+        qCWarning(lcServerDb) << "Checkpoint of the write-ahead log found no log in" << m_path;
+        return false;
+    }
     qCDebug(lcServerDb) << "Checkpoint copied" << copiedPages << "of" << logPages
                         << "pages of the write-ahead log";
+    m_backfilledPages.store(copiedPages, std::memory_order_relaxed);
     return true;
 }
 

@@ -2,6 +2,7 @@
 
 #include <QString>
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -18,9 +19,16 @@ namespace ferry::server {
 /// instead of under 1 ms, holding every message behind it. Attached to the writing connection,
 /// this class replaces that: the commit only notes how long the log has grown and, past
 /// `triggerPages`, wakes the thread, which runs a passive checkpoint (it takes no lock that a
-/// writer or reader waits for). Should the thread fall far behind (the log past `limitPages`,
-/// say a disk far slower than the writer), the writing connection checkpoints inline as SQLite
-/// would have, so the log stays bounded.
+/// writer or reader waits for).
+///
+/// SQLite starts the log over only at a write transaction that begins with every frame of it
+/// copied. Under a steady stream of commits that never happens by itself: each of the thread's
+/// checkpoints misses the frames committed while it ran. So once the thread has copied all but
+/// a few pages (an eighth of the trigger, at most 256), the next commit copies those itself, a
+/// short passive checkpoint between two transactions, and the log starts over after it.
+/// Should the thread fall far behind (the log past `limitPages`, say a disk far slower than the
+/// writer), the writing connection checkpoints inline as SQLite would have, so the log stays
+/// bounded.
 class WalCheckpointer {
 public:
     /// Attaches to `writer`, the connection that commits, which must outlive this object. The
@@ -31,9 +39,17 @@ public:
     WalCheckpointer(const WalCheckpointer&) = delete;
     WalCheckpointer& operator=(const WalCheckpointer&) = delete;
 
-    /// Checkpoints the thread completed, and those the writer had to run itself.
+    /// Checkpoints the thread completed; short ones the writer ran to let the log start over;
+    /// and those the writer had to run because the log reached `limitPages`.
     quint64 checkpointsDone() const;
+    quint64 finishingCheckpoints() const;
     quint64 inlineCheckpoints() const;
+    /// How long the log was after the writer's latest commit, in pages (0 before any): it
+    /// starts over after a checkpoint has copied all of it.
+    int logPagesAtLastCommit() const
+    {
+        return m_logPagesAtLastCommit.load(std::memory_order_relaxed);
+    }
 
 private:
     static int afterCommit(void* self, sqlite3* db, const char* schema, int logPages);
@@ -45,14 +61,20 @@ private:
     const QString m_path;
     const int m_triggerPages;
     const int m_limitPages;
+    const int m_finishPages; ///< the writer copies the rest itself when no more is left
     sqlite3* m_connection = nullptr; ///< the thread's own, opened on first use
     bool m_overLimit = false; ///< the writer's: it has warned of this crossing already
+    std::atomic<int> m_logPagesAtLastCommit { 0 };
+    /// Pages of the log copied as the thread's latest checkpoint left it; 0 once the writer
+    /// has finished that checkpoint.
+    std::atomic<int> m_backfilledPages { 0 };
 
     mutable std::mutex m_mutex;
     std::condition_variable m_wake;
     bool m_requested = false;
     bool m_stopping = false;
     quint64 m_checkpointsDone = 0;
+    quint64 m_finishingCheckpoints = 0;
     quint64 m_inlineCheckpoints = 0;
     std::thread m_thread; ///< last: started once everything above exists
 };
