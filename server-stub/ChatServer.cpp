@@ -150,6 +150,11 @@ Result<Done> ChatServer::startHttp()
         now.heapBytesInUse = heapBytesInUse();
         now.storeCacheBytes = m_store->cacheBytes();
         now.storeCacheLimitBytes = m_store->cacheLimitBytes();
+        const StoreLogStats log = m_store->logStats();
+        now.storeLogPages = log.logPages;
+        now.checkpointsOnThread = log.checkpointsOnThread;
+        now.checkpointsFinishedInCommit = log.checkpointsFinishedInCommit;
+        now.checkpointsAtLimit = log.checkpointsAtLimit;
         return QHttpServerResponse(QByteArrayLiteral("text/plain; version=0.0.4"),
             renderPrometheus(m_metrics, now));
     });

@@ -97,6 +97,10 @@ namespace {
                 } },
             { QStringLiteral("sync-batch"), QStringLiteral("Most events in one sync batch (2000)."),
                 QStringLiteral("n"), number(&ServerConfig::syncBatchLimit, 1, 10'000) },
+            { QStringLiteral("wal-checkpoint-pages"),
+                QStringLiteral("Pages of write-ahead log (4 KiB each) that start a checkpoint "
+                               "(16384)."),
+                QStringLiteral("pages"), number(&ServerConfig::walCheckpointPages, 64, 1'000'000) },
             { QStringLiteral("max-frame-bytes"),
                 QStringLiteral("Largest frame accepted from a client (65536)."),
                 QStringLiteral("bytes"),

@@ -23,6 +23,7 @@ struct ServerConfig {
     QString dataDir;
 
     int syncBatchLimit = 2000;      ///< most events in one sync batch
+    int walCheckpointPages = 16384; ///< write-ahead log pages that start a checkpoint
     qsizetype maxFrameBytes = 64 * 1024;
     qsizetype maxBodyBytes = 60 * 1024;
     qsizetype maxQueuedBytes = 4 * 1024 * 1024; ///< a connection's unsent output before 4002

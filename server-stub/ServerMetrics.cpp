@@ -11,6 +11,7 @@
 
 #if defined(FERRY_HEAP_FROM_SANITIZER)
 #include <cstddef>
+#include <utility>
 // The sanitizer's runtime provides this; its header ships with clang but not with g++.
 extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #elif defined(__GLIBC__)
@@ -86,6 +87,24 @@ QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot&
         now.storeCacheBytes);
     gauge(out, "ferry_store_cache_limit_bytes", "The most the store's page cache may hold.",
         now.storeCacheLimitBytes);
+    gauge(out, "ferry_store_wal_pages",
+        "Pages in the store's write-ahead log after the latest commit (-1 when it has none).",
+        now.storeLogPages);
+    out += "# HELP ferry_store_checkpoints_total Checkpoints of the write-ahead log: by the "
+           "checkpoint thread, by a commit finishing one so the log can start over, by a commit "
+           "because the log reached its bound.\n"
+           "# TYPE ferry_store_checkpoints_total counter\n";
+    const std::pair<const char*, qint64> checkpoints[] = {
+        { "thread", now.checkpointsOnThread },
+        { "commit_finish", now.checkpointsFinishedInCommit },
+        { "commit_limit", now.checkpointsAtLimit },
+    };
+    for (const auto& [by, count] : checkpoints) {
+        if (count >= 0) {
+            out += "ferry_store_checkpoints_total{by=\"" + QByteArray(by) + "\"} "
+                + QByteArray::number(count) + '\n';
+        }
+    }
     gauge(out, "ferry_connections_open", "WebSocket connections open now.", now.connectionsOpen);
     gauge(out, "ferry_connections_authenticated", "Connections with a device session now.",
         now.connectionsAuthenticated);

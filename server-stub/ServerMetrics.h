@@ -54,6 +54,10 @@ struct MetricsSnapshot {
     qint64 heapBytesInUse = 0; ///< see heapBytesInUse()
     qint64 storeCacheBytes = 0;
     qint64 storeCacheLimitBytes = 0;
+    qint64 storeLogPages = -1;
+    qint64 checkpointsOnThread = -1;
+    qint64 checkpointsFinishedInCommit = -1;
+    qint64 checkpointsAtLimit = -1;
 };
 
 /// Bytes the allocator has handed out and not yet been given back, -1 where it cannot say.

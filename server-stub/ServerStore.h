@@ -111,6 +111,17 @@ struct HistoryPage {
     bool hasMore = false;
 };
 
+/// The store's write-ahead log and its upkeep, for the metrics; -1 where a store keeps no such
+/// log in this process.
+struct StoreLogStats {
+    qint64 logPages = -1; ///< the log's length after the latest commit
+    qint64 checkpointsOnThread = -1; ///< checkpoints done off the committing thread
+    /// The short checkpoints a commit ran so that the log could start over.
+    qint64 checkpointsFinishedInCommit = -1;
+    /// The checkpoints a commit had to run because the log had reached its bound.
+    qint64 checkpointsAtLimit = -1;
+};
+
 /// Error kinds the store reports, so callers can map them onto protocol error codes.
 namespace StoreError {
     inline const QString NameTaken = QStringLiteral("name-taken");
@@ -136,6 +147,7 @@ public:
     /// a cache filling up to its bound from a leak.
     virtual qint64 cacheBytes() = 0;
     virtual qint64 cacheLimitBytes() const = 0;
+    virtual StoreLogStats logStats() const = 0;
 
     // Accounts and devices.
     virtual Result<UserRecord> createUser(const QString& name, const QByteArray& passwordHash) = 0;

@@ -28,11 +28,10 @@ namespace {
 
     // "FRSV": marks the file as a Ferry server database.
     constexpr qint64 ApplicationId = 0x46525356;
-    /// SQLite's page cache, the WAL size (in pages) at which a checkpoint starts on its own
-    /// thread, and the size at which the commit checkpoints itself; see open().
+    /// SQLite's page cache; see open().
     constexpr int CacheKiB = 64 * 1024;
-    constexpr int CheckpointPages = 16384;
-    constexpr int CheckpointInCommitPages = 4 * CheckpointPages;
+    /// The WAL's length at which the commit checkpoints itself, in checkpoint triggers.
+    constexpr int CheckpointInCommitTriggers = 4;
 
     enum class ConversationKind { Direct = 1, Group = 2 };
     enum class EntryKind { Message = 0, Membership = 1 };
@@ -242,7 +241,8 @@ PreparedStatement& SqliteServerStore::statement(const char* sql)
     return *kept;
 }
 
-Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString& dataDir)
+Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(
+    const QString& dataDir, int checkpointPages)
 {
     if (!QDir().mkpath(dataDir)) {
         return Error { StoreError::Storage, u"could not create the data folder " + dataDir };
@@ -282,7 +282,7 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(const QString
         return Error { StoreError::Storage, u"no SQLite connection under the driver for " + path };
     }
     store->m_checkpointer = std::make_unique<WalCheckpointer>(
-        connection, path, CheckpointPages, CheckpointInCommitPages);
+        connection, path, checkpointPages, CheckpointInCommitTriggers * checkpointPages);
     qCInfo(lcServerDb) << "Opened" << path << "at schema" << SchemaVersion;
     return store;
 }
@@ -295,6 +295,16 @@ qint64 SqliteServerStore::cacheBytes()
 qint64 SqliteServerStore::cacheLimitBytes() const
 {
     return qint64(CacheKiB) * 1024;
+}
+
+StoreLogStats SqliteServerStore::logStats() const
+{
+    StoreLogStats stats;
+    stats.logPages = m_checkpointer->logPagesAtLastCommit();
+    stats.checkpointsOnThread = qint64(m_checkpointer->checkpointsDone());
+    stats.checkpointsFinishedInCommit = qint64(m_checkpointer->finishingCheckpoints());
+    stats.checkpointsAtLimit = qint64(m_checkpointer->inlineCheckpoints());
+    return stats;
 }
 
 Result<Done> SqliteServerStore::ping()

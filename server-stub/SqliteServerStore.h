@@ -25,13 +25,18 @@ class SqliteServerStore final : public ServerStore {
 public:
     static constexpr int SchemaVersion = 2;
 
+    /// The write-ahead log's length, in pages, at which a checkpoint starts on its own thread.
+    static constexpr int DefaultCheckpointPages = 16384;
+
     /// Opens or creates `dataDir`/server.db and brings its schema up to date.
-    static Result<std::unique_ptr<SqliteServerStore>> open(const QString& dataDir);
+    static Result<std::unique_ptr<SqliteServerStore>> open(
+        const QString& dataDir, int checkpointPages = DefaultCheckpointPages);
     ~SqliteServerStore() override;
 
     Result<Done> ping() override;
     qint64 cacheBytes() override;
     qint64 cacheLimitBytes() const override;
+    StoreLogStats logStats() const override;
 
     Result<UserRecord> createUser(const QString& name, const QByteArray& passwordHash) override;
     std::optional<UserRecord> findUser(const QString& name) override;

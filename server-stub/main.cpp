@@ -62,7 +62,7 @@ int main(int argc, char* argv[])
     if (!Credentials::initialise()) {
         return fail(QStringLiteral("libsodium could not be initialised"));
     }
-    auto store = SqliteServerStore::open(config->dataDir);
+    auto store = SqliteServerStore::open(config->dataDir, config->walCheckpointPages);
     if (!store) {
         return fail(store.error().message);
     }

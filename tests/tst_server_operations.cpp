@@ -33,6 +33,7 @@ const QString EverySetting = u"listen = 127.0.0.1:0\n"
                              "http-listen = 127.0.0.1:0\n"
                              "data = /nonexistent/overridden-by-the-flag\n"
                              "sync-batch = 100\n"
+                             "wal-checkpoint-pages = 4096\n"
                              "max-frame-bytes = 32768\n"
                              "max-queued-bytes = 1048576\n"
                              "auth-timeout = 0.5\n"
@@ -58,6 +59,7 @@ private Q_SLOTS:
 
     void healthzAnswersOk();
     void metricsCountWhatFlows();
+    void theLogIsCheckpointedOffTheCommitAndStaysShort();
     void nothingAcknowledgedIsLostWhenTheServerStopsOnSigterm();
     void theConfigFileIsReadAndAFlagOverridesIt_data();
     void theConfigFileIsReadAndAFlagOverridesIt();
@@ -156,6 +158,46 @@ void TestServerOperations::metricsCountWhatFlows()
         value(afterSends, "ferry_messages_stored_total"));
     QCOMPARE(value(afterResend, "ferry_messages_resent_total"),
         value(afterSends, "ferry_messages_resent_total") + 1);
+}
+
+void TestServerOperations::theLogIsCheckpointedOffTheCommitAndStaysShort()
+{
+    // A checkpoint every 64 pages of write-ahead log: a few hundred messages pass it many times
+    // over. The checkpoints must be the thread's (and the short ones that let the log start
+    // over), never the commit's at the log's bound (4 x 64 pages), and the log stays short.
+    ServerProcess server(m_root.filePath(u"checkpoints"_s),
+        QStringList { u"--wal-checkpoint-pages"_s, u"64"_s, u"--request-burst"_s, u"100000"_s });
+    QVERIFY2(server.start(), qPrintable(server.errorString()));
+    ProtocolClient carol(server.url());
+    QVERIFY(carol.registerUser(u"carol"_s) != 0);
+    ProtocolClient dave(server.url());
+    QVERIFY(dave.registerUser(u"dave"_s) != 0);
+
+    constexpr int Count = 600;
+    qint64 longestLog = 0;
+    for (int i = 0; i < Count; ++i) {
+        const QByteArray body = QByteArray("checkpointed ") + QByteArray::number(i);
+        QVERIFY(carol.sendMessage(directId(u"carol"_s, u"dave"_s), body).has_send_ack());
+        if (i % 50 == 49) {
+            const HttpAnswer scrape = httpGet(server.metricsUrl());
+            longestLog = std::max(longestLog,
+                qint64(metricValue(scrape.body, u"ferry_store_wal_pages"_s).value_or(-1)));
+        }
+    }
+    const HttpAnswer scrape = httpGet(server.metricsUrl());
+    const auto checkpoints = [&](const QString& by) {
+        return metricValue(scrape.body, u"ferry_store_checkpoints_total{by=\"%1\"}"_s.arg(by))
+            .value_or(-1);
+    };
+    qInfo("%d messages: checkpoints by the thread %.0f, finished by a commit %.0f, at the bound "
+          "%.0f; the longest log seen %lld pages",
+        Count, checkpoints(u"thread"_s), checkpoints(u"commit_finish"_s),
+        checkpoints(u"commit_limit"_s), longestLog);
+    QVERIFY(checkpoints(u"thread"_s) >= 1);
+    QCOMPARE(checkpoints(u"commit_limit"_s), 0.0);
+    QVERIFY(longestLog > 0);
+    QVERIFY2(longestLog < 4 * 64, "the log reached its bound");
+    QVERIFY2(server.stop(), qPrintable(server.errorString()));
 }
 
 void TestServerOperations::nothingAcknowledgedIsLostWhenTheServerStopsOnSigterm()
@@ -281,6 +323,9 @@ void TestServerOperations::aBadSettingStopsTheServerWithAReason_data()
         << u"sync-batch = many\n"_s << QStringList() << u"bad value for sync-batch: many"_s;
     QTest::newRow("a value out of range in the file")
         << u"max-queued-bytes = 10\n"_s << QStringList() << u"bad value for max-queued-bytes"_s;
+    QTest::newRow("a checkpoint too small to be worth one")
+        << QString() << QStringList { u"--wal-checkpoint-pages"_s, u"10"_s }
+        << u"bad value for --wal-checkpoint-pages: 10"_s;
     QTest::newRow("an address that is none in the file")
         << u"http-listen = nowhere\n"_s << QStringList() << u"bad value for http-listen"_s;
     QTest::newRow("a bad flag value") << QString() << QStringList { u"--auth-timeout"_s, u"soon"_s }
