@@ -116,17 +116,18 @@ void WalCheckpointer::run()
         }
         m_requested = false;
         lock.unlock();
-        const bool done = checkpoint();
+        const Outcome outcome = checkpoint();
         lock.lock();
-        if (done) {
+        if (outcome == Outcome::Done) {
             ++m_checkpointsDone;
-        } else if (m_wake.wait_for(lock, RetryAfterFailure, [this] { return m_stopping; })) {
+        } else if (outcome == Outcome::Failed
+            && m_wake.wait_for(lock, RetryAfterFailure, [this] { return m_stopping; })) {
             return;
         }
     }
 }
 
-bool WalCheckpointer::checkpoint()
+WalCheckpointer::Outcome WalCheckpointer::checkpoint()
 {
     if (!m_connection) {
         // Read-write, never create: the writer made the file and keeps it.
@@ -137,7 +138,7 @@ bool WalCheckpointer::checkpoint()
                                   << sqlite3_errstr(opened);
             sqlite3_close_v2(m_connection);
             m_connection = nullptr;
-            return false;
+            return Outcome::Failed;
         }
         // The writer holds a lock for a moment while it starts the log over.
         sqlite3_busy_timeout(m_connection, 1000);
@@ -149,27 +150,33 @@ bool WalCheckpointer::checkpoint()
                                   << sqlite3_errmsg(m_connection);
             sqlite3_close_v2(m_connection);
             m_connection = nullptr;
-            return false;
+            return Outcome::Failed;
         }
     }
     int logPages = 0;
     int copiedPages = 0;
     const int result = sqlite3_wal_checkpoint_v2(
         m_connection, nullptr, SQLITE_CHECKPOINT_PASSIVE, &logPages, &copiedPages);
+    if (result == SQLITE_BUSY) {
+        // The writer is finishing a checkpoint of its own (afterCommit): nothing is wrong, and
+        // the next commit past the trigger asks again.
+        qCDebug(lcServerDb) << "Checkpoint skipped: another one is running";
+        return Outcome::Busy;
+    }
     if (result != SQLITE_OK) {
         qCWarning(lcServerDb) << "Checkpoint of the write-ahead log failed:"
                               << sqlite3_errmsg(m_connection);
-        return false;
+        return Outcome::Failed;
     }
     if (logPages < 0) {
         // SQLite's answer for a connection that has no log open: nothing was copied.
         qCWarning(lcServerDb) << "Checkpoint of the write-ahead log found no log in" << m_path;
-        return false;
+        return Outcome::Failed;
     }
     qCDebug(lcServerDb) << "Checkpoint copied" << copiedPages << "of" << logPages
                         << "pages of the write-ahead log";
     m_backfilledPages.store(copiedPages, std::memory_order_relaxed);
-    return true;
+    return Outcome::Done;
 }
 
 } // namespace ferry::server

@@ -54,14 +54,17 @@ public:
 private:
     static int afterCommit(void* self, sqlite3* db, const char* schema, int logPages);
     void run();
-    /// One passive checkpoint on the thread's connection; false (and logged) when it failed.
-    bool checkpoint();
+    enum class Outcome { Done, Busy, Failed };
+    /// One passive checkpoint on the thread's connection: Done, Busy when another checkpoint was
+    /// running, or Failed (and logged).
+    Outcome checkpoint();
 
     sqlite3* m_writer;
     const QString m_path;
     const int m_triggerPages;
     const int m_limitPages;
-    const int m_finishPages; ///< the writer copies the rest itself when no more is left
+    /// The writer finishes the thread's checkpoint when at most this many pages are left.
+    const int m_finishPages;
     sqlite3* m_connection = nullptr; ///< the thread's own, opened on first use
     bool m_overLimit = false; ///< the writer's: it has warned of this crossing already
     std::atomic<int> m_logPagesAtLastCommit { 0 };
