@@ -108,6 +108,11 @@ int WalCheckpointer::afterCommit(void* self, sqlite3* db, const char* schema, in
 
 void WalCheckpointer::run()
 {
+    // Opened now rather than at the first checkpoint: what a connection costs (SQLite's
+    // lookaside, about 120 KiB) then belongs to the server's start, not to a moment in the middle
+    // of its traffic, where it would look like growth. Should this fail, each checkpoint tries
+    // again.
+    openConnection();
     std::unique_lock lock(m_mutex);
     while (true) {
         m_wake.wait(lock, [this] { return m_requested || m_stopping; });
@@ -127,31 +132,37 @@ void WalCheckpointer::run()
     }
 }
 
+bool WalCheckpointer::openConnection()
+{
+    // Read-write, never create: the writer made the file and keeps it.
+    const int opened = sqlite3_open_v2(
+        QFile::encodeName(m_path).constData(), &m_connection, SQLITE_OPEN_READWRITE, nullptr);
+    if (opened != SQLITE_OK) {
+        qCWarning(lcServerDb) << "The checkpoint thread could not open" << m_path << ":"
+                              << sqlite3_errstr(opened);
+        sqlite3_close_v2(m_connection);
+        m_connection = nullptr;
+        return false;
+    }
+    // The writer holds a lock for a moment while it starts the log over.
+    sqlite3_busy_timeout(m_connection, 1000);
+    // A connection learns that the file is in WAL mode, and opens the log, only when it first
+    // reads the database; until then a checkpoint on it succeeds and does nothing.
+    if (sqlite3_exec(m_connection, "PRAGMA schema_version", nullptr, nullptr, nullptr)
+        != SQLITE_OK) {
+        qCWarning(lcServerDb) << "The checkpoint thread could not read" << m_path << ":"
+                              << sqlite3_errmsg(m_connection);
+        sqlite3_close_v2(m_connection);
+        m_connection = nullptr;
+        return false;
+    }
+    return true;
+}
+
 WalCheckpointer::Outcome WalCheckpointer::checkpoint()
 {
-    if (!m_connection) {
-        // Read-write, never create: the writer made the file and keeps it.
-        const int opened = sqlite3_open_v2(
-            QFile::encodeName(m_path).constData(), &m_connection, SQLITE_OPEN_READWRITE, nullptr);
-        if (opened != SQLITE_OK) {
-            qCWarning(lcServerDb) << "The checkpoint thread could not open" << m_path << ":"
-                                  << sqlite3_errstr(opened);
-            sqlite3_close_v2(m_connection);
-            m_connection = nullptr;
-            return Outcome::Failed;
-        }
-        // The writer holds a lock for a moment while it starts the log over.
-        sqlite3_busy_timeout(m_connection, 1000);
-        // A connection learns that the file is in WAL mode, and opens the log, only when it
-        // first reads the database; until then a checkpoint on it succeeds and does nothing.
-        if (sqlite3_exec(m_connection, "PRAGMA schema_version", nullptr, nullptr, nullptr)
-            != SQLITE_OK) {
-            qCWarning(lcServerDb) << "The checkpoint thread could not read" << m_path << ":"
-                                  << sqlite3_errmsg(m_connection);
-            sqlite3_close_v2(m_connection);
-            m_connection = nullptr;
-            return Outcome::Failed;
-        }
+    if (!m_connection && !openConnection()) {
+        return Outcome::Failed;
     }
     int logPages = 0;
     int copiedPages = 0;

@@ -32,7 +32,7 @@ namespace ferry::server {
 class WalCheckpointer {
 public:
     /// Attaches to `writer`, the connection that commits, which must outlive this object. The
-    /// thread opens `path` itself when it first checkpoints.
+    /// thread opens `path` itself as it starts.
     WalCheckpointer(sqlite3* writer, QString path, int triggerPages, int limitPages);
     /// Stops the thread, after the checkpoint it may be running, and detaches from `writer`.
     ~WalCheckpointer();
@@ -54,6 +54,8 @@ public:
 private:
     static int afterCommit(void* self, sqlite3* db, const char* schema, int logPages);
     void run();
+    /// Opens the thread's connection to `m_path`; false (and logged) when it cannot.
+    bool openConnection();
     enum class Outcome { Done, Busy, Failed };
     /// One passive checkpoint on the thread's connection: Done, Busy when another checkpoint was
     /// running, or Failed (and logged).
@@ -65,7 +67,7 @@ private:
     const int m_limitPages;
     /// The writer finishes the thread's checkpoint when at most this many pages are left.
     const int m_finishPages;
-    sqlite3* m_connection = nullptr; ///< the thread's own, opened on first use
+    sqlite3* m_connection = nullptr; ///< the thread's own
     bool m_overLimit = false; ///< the writer's: it has warned of this crossing already
     std::atomic<int> m_logPagesAtLastCommit { 0 };
     /// Pages of the log copied as the thread's latest checkpoint left it; 0 once the writer
