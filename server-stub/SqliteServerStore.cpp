@@ -112,6 +112,13 @@ namespace {
             QStringLiteral("DROP TABLE events"),
             QStringLiteral("ALTER TABLE events_v2 RENAME TO events"),
         },
+        // 3: a user's newest log offset and a conversation's newest seq are read from the end of
+        // the log and of the messages' (conversation_id, seq) index; the counters kept beside
+        // them cost a page written per message and go.
+        {
+            QStringLiteral("ALTER TABLE users DROP COLUMN last_offset"),
+            QStringLiteral("ALTER TABLE conversations DROP COLUMN last_seq"),
+        },
     };
 
     QString actionName(MembershipAction action)
@@ -263,6 +270,7 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(
     if (!db) {
         return db.error();
     }
+    Q_ASSERT(Migrations.size() == SchemaVersion);
     if (auto migrated = migrateSqliteSchema(db.value(), Migrations, ApplicationId); !migrated) {
         return migrated.error();
     }
@@ -481,49 +489,36 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
         return results;
     }
 
-    // Each message in a savepoint of its own: a refused one is undone alone. The fsync of the
-    // commit is what limits the rate of messages, and here it is paid once for the batch.
-    PreparedStatement& savepoint = statement("SAVEPOINT message");
-    PreparedStatement& rollBack = statement("ROLLBACK TO message");
-    PreparedStatement& release = statement("RELEASE message");
+    // A message is refused (not a member, an id used by another message) by what it reads,
+    // before it writes anything, so a refused message needs no undoing and the batch goes on
+    // without it. A write that fails (a full disk, an I/O error) leaves its message half
+    // written, and SQLite may have rolled the whole transaction back by itself: the batch fails
+    // as a whole and none of it is stored. A savepoint per message would let the batch carry on
+    // past such a failure, but every message would pay for it (three statements, and a copy of
+    // each page it touches) for the sake of a failure that stops the next batches as well.
+    const auto failAll = [&](const Error& cause) {
+        const Error lost { StoreError::Storage,
+            u"the transaction of these messages was rolled back: " + cause.message };
+        results.clear();
+        for (qsizetype i = 0; i < messages.size(); ++i) {
+            results.append(lost);
+        }
+        return results;
+    };
     BatchLogs logs;
     for (const NewMessage& message : messages) {
-        if (!savepoint.run()) {
-            results.append(
-                storageError(QStringLiteral("could not start a message"), savepoint.error()));
-            continue;
+        bool wrote = false;
+        Result<StoredMessageAck> stored = storeMessage(message, logs, wrote);
+        if (!stored && wrote) {
+            return failAll(stored.error());
         }
-        const qsizetype entriesBefore = logs.entries.size();
-        Result<StoredMessageAck> stored = storeMessage(message, logs);
-        if (!stored) {
-            logs.undo(entriesBefore);
-        }
-        if (!stored && !rollBack.run()) {
-            // SQLite rolled the whole transaction back by itself (a full disk, an I/O error),
-            // savepoint included: the messages stored so far are gone, and a savepoint taken
-            // now would start a transaction of its own that RELEASE commits. The whole batch
-            // fails, and none of it is stored.
-            const Error lost { StoreError::Storage,
-                u"the transaction of these messages was rolled back: " + stored.error().message };
-            results.clear();
-            for (qsizetype i = 0; i < messages.size(); ++i) {
-                results.append(lost);
-            }
-            return results;
-        }
-        release.run();
         results.append(std::move(stored));
     }
 
     // The log entries of all the batch's messages; should that fail, none of them is stored
     // (the transaction rolls back when it goes out of scope).
     if (Result<Done> written = writeLogs(logs); !written) {
-        for (Result<StoredMessageAck>& result : results) {
-            if (result) {
-                result = written.error();
-            }
-        }
-        return results;
+        return failAll(written.error());
     }
     if (!transaction.commit()) {
         const Error failed
@@ -538,7 +533,7 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
 }
 
 Result<StoredMessageAck> SqliteServerStore::storeMessage(
-    const NewMessage& message, BatchLogs& logs)
+    const NewMessage& message, BatchLogs& logs, bool& wrote)
 {
     // A resend of a stored message is answered from what was stored the first time. Nearly
     // every message is new: the cheap check comes first, the full read only for a resend.
@@ -553,42 +548,39 @@ Result<StoredMessageAck> SqliteServerStore::storeMessage(
     const QByteArray conversationId = message.conversationId.toUtf8();
     const qint64 now = QDateTime::currentMSecsSinceEpoch();
 
-    // A group's members are read on every send (membership is checked on every send, not only
-    // when the conversation is created), as ids alone: names are not needed here.
-    PreparedStatement& header = statement("SELECT last_seq FROM conversations WHERE id = ?");
-    header.bindText(1, conversationId);
-    if (!header.runQuery()) {
-        return storageError(QStringLiteral("could not look up a conversation"), header.error());
-    }
-    if (!header.hasRow()) {
-        Result<Done> created = createDirectConversation(message, now);
-        if (!created) {
-            return created.error();
-        }
-        header.bindText(1, conversationId);
-        if (!header.runQuery() || !header.hasRow()) {
-            return storageError(QStringLiteral("could not look up a conversation"), header.error());
-        }
-    }
-    const quint64 seq = static_cast<quint64>(header.int64At(0)) + 1;
+    // Membership is checked on every send, not only when the conversation is created, from the
+    // member ids alone (names are not needed here). A conversation without members does not
+    // exist yet: a direct one comes into being with its first message; anything else is refused.
     QList<qint64> memberIds;
     PreparedStatement& members = statement("SELECT user_id FROM members WHERE conversation_id = ?");
     members.bindText(1, conversationId);
     if (!members.runQueryColumn(&memberIds)) {
         return storageError(QStringLiteral("could not read the members"), members.error());
     }
+    if (memberIds.isEmpty()) {
+        // Refuses a sender who is not one of the two before it writes.
+        Result<QList<qint64>> created = createDirectConversation(message, now, wrote);
+        if (!created) {
+            return created.error();
+        }
+        memberIds = std::move(created.value());
+    }
     if (!memberIds.contains(message.senderUserId)) {
         return notAMember();
     }
 
-    PreparedStatement& advance = statement("UPDATE conversations SET last_seq = ? WHERE id = ?");
-    advance.bindInt64(1, static_cast<qint64>(seq));
-    advance.bindText(2, conversationId);
-    if (!advance.run()) {
-        return storageError(
-            QStringLiteral("could not advance the sequence number"), advance.error());
+    // The next seq follows the newest in the conversation's end of the (conversation_id, seq)
+    // index, the page this message's entry goes to anyway; a counter in the conversation's row
+    // cost one more page written per message (docs/design.md, "Counters read from the end").
+    PreparedStatement& newest
+        = statement("SELECT max(seq) FROM messages WHERE conversation_id = ?");
+    newest.bindText(1, conversationId);
+    if (!newest.runQuery() || !newest.hasRow()) {
+        return storageError(QStringLiteral("could not read a sequence number"), newest.error());
     }
+    const quint64 seq = static_cast<quint64>(newest.int64At(0)) + 1;
 
+    wrote = true;
     PreparedStatement& insert = statement(
         "INSERT INTO messages (message_id, conversation_id, seq, sender_user_id,"
         " sender_device_id, body, server_time_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
@@ -644,7 +636,8 @@ Result<StoredMessageAck> SqliteServerStore::storedAck(const NewMessage& message)
     return storageError(QStringLiteral("a stored message id could not be read back"), lookup);
 }
 
-Result<Done> SqliteServerStore::createDirectConversation(const NewMessage& message, qint64 now)
+Result<QList<qint64>> SqliteServerStore::createDirectConversation(
+    const NewMessage& message, qint64 now, bool& wrote)
 {
     // A direct conversation comes into being with its first message.
     const QStringList names = directConversationMembers(message.conversationId);
@@ -655,9 +648,9 @@ Result<Done> SqliteServerStore::createDirectConversation(const NewMessage& messa
     if (!memberIds) {
         return memberIds.error();
     }
+    wrote = true;
     QSqlQuery query(database());
-    query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, last_seq, created_ms)"
-                                 " VALUES (?, ?, 0, ?)"));
+    query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, created_ms) VALUES (?, ?, ?)"));
     query.addBindValue(message.conversationId);
     query.addBindValue(static_cast<int>(ConversationKind::Direct));
     query.addBindValue(now);
@@ -673,23 +666,15 @@ Result<Done> SqliteServerStore::createDirectConversation(const NewMessage& messa
             return storageError(QStringLiteral("could not add a member"), query);
         }
     }
-    return Done {};
-}
-
-void SqliteServerStore::BatchLogs::undo(qsizetype keep)
-{
-    // Each entry took its user's next offset; giving them back newest first restores each
-    // user's counter to what it was before the refused message.
-    for (qsizetype i = entries.size() - 1; i >= keep; --i) {
-        --lastOffsets[entries[i].userId];
-    }
-    entries.resize(keep);
+    return memberIds;
 }
 
 Result<QList<quint64>> SqliteServerStore::reserveOffsets(
     BatchLogs& logs, const QList<qint64>& memberIds, qint64 ref)
 {
-    PreparedStatement& stored = statement("SELECT last_offset FROM users WHERE id = ?");
+    // A log's newest offset is read from the end of the log itself, the page its next entries
+    // go to anyway; a counter in the user's row cost one more page written per user and batch.
+    PreparedStatement& stored = statement("SELECT max(log_offset) FROM events WHERE user_id = ?");
     QList<quint64> offsets;
     offsets.reserve(memberIds.size());
     for (const qint64 userId : memberIds) {
@@ -727,32 +712,24 @@ Result<Done> SqliteServerStore::writeLogs(BatchLogs& logs)
             return storageError(QStringLiteral("could not append to an event log"), append.error());
         }
     }
-    PreparedStatement& advance = statement("UPDATE users SET last_offset = ? WHERE id = ?");
-    for (auto last = logs.lastOffsets.cbegin(); last != logs.lastOffsets.cend(); ++last) {
-        advance.bindInt64(1, last.value());
-        advance.bindInt64(2, last.key());
-        if (!advance.run()) {
-            return storageError(QStringLiteral("could not advance an event log"), advance.error());
-        }
-    }
     return Done {};
 }
 
 Result<QList<quint64>> SqliteServerStore::appendEvents(
     const QList<qint64>& userIds, int kind, qint64 ref)
 {
-    PreparedStatement& bump = statement(
-        "UPDATE users SET last_offset = last_offset + 1 WHERE id = ? RETURNING last_offset");
+    PreparedStatement& newest = statement("SELECT max(log_offset) FROM events WHERE user_id = ?");
     PreparedStatement& append
         = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
     QList<quint64> offsets;
     offsets.reserve(userIds.size());
     for (const qint64 userId : userIds) {
-        bump.bindInt64(1, userId);
-        if (!bump.runQuery() || !bump.hasRow()) {
-            return storageError(QStringLiteral("could not advance an event log"), bump.error());
+        newest.bindInt64(1, userId);
+        if (!newest.runQuery() || !newest.hasRow()) {
+            return storageError(QStringLiteral("could not read an event log's offset"),
+                newest.error());
         }
-        const qint64 offset = bump.int64At(0);
+        const qint64 offset = newest.int64At(0) + 1;
         append.bindInt64(1, userId);
         append.bindInt64(2, offset);
         append.bindInt64(3, kind);
@@ -813,7 +790,7 @@ Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOff
 Result<quint64> SqliteServerStore::lastOffset(qint64 userId)
 {
     QSqlQuery query(database());
-    query.prepare(QStringLiteral("SELECT last_offset FROM users WHERE id = ?"));
+    query.prepare(QStringLiteral("SELECT coalesce(max(log_offset), 0) FROM events WHERE user_id = ?"));
     query.addBindValue(userId);
     if (!query.exec() || !query.next()) {
         return storageError(QStringLiteral("could not read an event log's offset"), query);
@@ -826,7 +803,8 @@ Result<quint64> SqliteServerStore::lastOffset(qint64 userId)
 Result<ConversationRecord> SqliteServerStore::readConversation(const QString& conversationId)
 {
     QSqlQuery& header = preparedQuery(
-        QStringLiteral("SELECT title, last_seq FROM conversations WHERE id = ?"));
+        QStringLiteral("SELECT title, (SELECT coalesce(max(seq), 0) FROM messages"
+                       " WHERE conversation_id = c.id) FROM conversations c WHERE id = ?"));
     header.addBindValue(conversationId);
     if (!header.exec()) {
         return storageError(QStringLiteral("could not look up a conversation"), header);
@@ -882,10 +860,10 @@ Result<Done> SqliteServerStore::recordMembershipChange(const QString& conversati
 {
     QSqlQuery query(database());
     query.prepare(QStringLiteral(
-        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq"));
+        "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE conversation_id = ?"));
     query.addBindValue(conversationId);
     if (!query.exec() || !query.next()) {
-        return storageError(QStringLiteral("could not advance the sequence number"), query);
+        return storageError(QStringLiteral("could not read a sequence number"), query);
     }
     const qint64 seq = query.value(0).toLongLong();
     query.finish();
@@ -964,8 +942,8 @@ Result<ChangeResult> SqliteServerStore::createGroup(const QString& conversationI
         return memberIds.error();
     }
 
-    query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, last_seq, created_ms, title)"
-                                 " VALUES (?, ?, 0, ?, ?)"));
+    query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, created_ms, title)"
+                                 " VALUES (?, ?, ?, ?)"));
     query.addBindValue(conversationId);
     query.addBindValue(static_cast<int>(ConversationKind::Group));
     query.addBindValue(QDateTime::currentMSecsSinceEpoch());

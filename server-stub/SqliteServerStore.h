@@ -23,7 +23,7 @@ class WalCheckpointer;
 /// message has reached the disk. Used from the server's main thread only.
 class SqliteServerStore final : public ServerStore {
 public:
-    static constexpr int SchemaVersion = 2;
+    static constexpr int SchemaVersion = 3; ///< the number of steps in Migrations
 
     /// The write-ahead log's length, in pages, at which a checkpoint starts on its own thread.
     static constexpr int DefaultCheckpointPages = 16384;
@@ -77,10 +77,9 @@ private:
     QSqlQuery& preparedQuery(const QString& sql);
 
     /// The event-log entries of a batch of messages, held back until the batch is complete.
-    /// One group message appends to the log of every member; written message by message, that
-    /// is a member's offset counter and a member's log page touched per message. Written at the
-    /// end, sorted by user, each log's entries of the whole batch go in one after the other and
-    /// each counter is written once.
+    /// One group message appends to the log of every member; written at the end, sorted by
+    /// user, each log's entries of the whole batch go in one after the other, and each log's
+    /// newest offset is read once per batch.
     struct BatchLogs {
         struct Entry {
             qint64 userId = 0;
@@ -89,22 +88,23 @@ private:
         };
         QHash<qint64, qint64> lastOffsets; ///< per user: the newest offset handed out so far
         QList<Entry> entries;              ///< in the order handed out
-        /// Gives back the offsets handed out after the first `keep` entries (a refused message).
-        void undo(qsizetype keep);
     };
 
-    /// Stores one message inside the caller's transaction; its log entries go to `logs`.
-    Result<StoredMessageAck> storeMessage(const NewMessage& message, BatchLogs& logs);
+    /// Stores one message inside the caller's transaction; its log entries go to `logs`. Sets
+    /// `wrote` once it has written anything: a message refused before that left no trace.
+    Result<StoredMessageAck> storeMessage(const NewMessage& message, BatchLogs& logs, bool& wrote);
     /// The next offset of each member's log, handed out in `logs`, for the message row `ref`.
     Result<QList<quint64>> reserveOffsets(
         BatchLogs& logs, const QList<qint64>& memberIds, qint64 ref);
-    /// Writes a batch's log entries and the new offset counters, inside the caller's transaction.
+    /// Writes a batch's log entries, inside the caller's transaction.
     Result<Done> writeLogs(BatchLogs& logs);
     /// The answer to a message whose id is stored already: the first result, or IdConflict when
     /// the id belongs to another sender or conversation.
     Result<StoredMessageAck> storedAck(const NewMessage& message);
     /// Creates the direct conversation a first message is sent to, with both its members.
-    Result<Done> createDirectConversation(const NewMessage& message, qint64 now);
+    /// Returns their user ids; refuses a sender who is not one of the two before it writes.
+    Result<QList<qint64>> createDirectConversation(
+        const NewMessage& message, qint64 now, bool& wrote);
     /// Reads a conversation and its members inside the caller's transaction.
     Result<ConversationRecord> readConversation(const QString& conversationId);
     QString userName(qint64 userId);

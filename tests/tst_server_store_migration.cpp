@@ -1,0 +1,158 @@
+// The server store opening a database an older server wrote. tests/data/server-schema2.sql is
+// such a database at schema 2, where each user's row kept the newest offset of its event log and
+// each conversation's row its newest seq; schema 3 drops both counters and reads them from the
+// end of the log and of the messages instead. Whatever the old counters said must still hold:
+// the next offset and the next seq follow on with no gap and no reuse.
+
+#include "core/ConversationId.h"
+#include "core/MessageId.h"
+#include "server-stub/SqliteServerStore.h"
+
+#include <QDir>
+#include <QFile>
+#include <QSqlDatabase>
+#include <QSqlError>
+#include <QSqlQuery>
+#include <QTemporaryDir>
+#include <QTest>
+
+using namespace ferry;
+using namespace ferry::server;
+using namespace Qt::StringLiterals;
+
+namespace {
+
+const QString Group = u"group:3f0c1d2e-0000-4000-8000-00000000abcd"_s;
+
+/// Runs the dump's statements into a new database file at `path`.
+bool loadDump(const QString& dumpPath, const QString& path)
+{
+    QFile dump(dumpPath);
+    if (!dump.open(QIODevice::ReadOnly | QIODevice::Text)) {
+        qWarning() << "cannot read" << dumpPath;
+        return false;
+    }
+    bool done = true;
+    {
+        QSqlDatabase db = QSqlDatabase::addDatabase(u"QSQLITE"_s, u"dump"_s);
+        db.setDatabaseName(path);
+        done = db.open();
+        QSqlQuery query(db);
+        // One statement per line; comment lines are skipped.
+        while (done && !dump.atEnd()) {
+            const QString line = QString::fromUtf8(dump.readLine()).trimmed();
+            if (line.isEmpty() || line.startsWith(u"--")) {
+                continue;
+            }
+            done = query.exec(line);
+            if (!done) {
+                qWarning() << line << query.lastError().text();
+            }
+        }
+        db.close();
+    }
+    QSqlDatabase::removeDatabase(u"dump"_s);
+    return done;
+}
+
+/// The first column of every row `sql` returns, as text.
+QStringList readColumn(const QString& path, const QString& sql)
+{
+    QStringList values;
+    {
+        QSqlDatabase db = QSqlDatabase::addDatabase(u"QSQLITE"_s, u"inspect"_s);
+        db.setDatabaseName(path);
+        if (db.open()) {
+            QSqlQuery query(db);
+            query.exec(sql);
+            while (query.next()) {
+                values.append(query.value(0).toString());
+            }
+        }
+        db.close();
+    }
+    QSqlDatabase::removeDatabase(u"inspect"_s);
+    return values;
+}
+
+QStringList columns(const QString& path, const QString& table)
+{
+    return readColumn(path, u"SELECT name FROM pragma_table_info('"_s + table + u"')"_s);
+}
+
+} // namespace
+
+class TestServerStoreMigration : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void aSchemaTwoDatabaseKeepsItsOffsetsAndSeqs()
+    {
+        QTemporaryDir dir;
+        QVERIFY(dir.isValid());
+        const QString path = QDir(dir.path()).filePath(u"server.db"_s);
+        QVERIFY(loadDump(QStringLiteral(FERRY_TEST_DATA_DIR "/server-schema2.sql"), path));
+        QVERIFY(columns(path, u"users"_s).contains(u"last_offset"_s));
+        QCOMPARE(readColumn(path, u"PRAGMA user_version"_s), QStringList { u"2"_s });
+
+        Result<std::unique_ptr<SqliteServerStore>> opened = SqliteServerStore::open(dir.path());
+        QVERIFY2(opened, qPrintable(opened ? QString() : opened.error().message));
+        SqliteServerStore& store = *opened.value();
+
+        const std::optional<UserRecord> alice = store.findUser(u"alice"_s);
+        const std::optional<UserRecord> bob = store.findUser(u"bob"_s);
+        const std::optional<UserRecord> carol = store.findUser(u"carol"_s);
+        QVERIFY(alice && bob && carol);
+
+        // What the old counters said: alice's and bob's logs at 6 (three direct messages, the
+        // group, its message, bob's receipt), carol's at 2; the direct conversation at seq 3,
+        // the group at 2 (its creation and one message).
+        QCOMPARE(store.lastOffset(alice->id).value(), quint64(6));
+        QCOMPARE(store.lastOffset(bob->id).value(), quint64(6));
+        QCOMPARE(store.lastOffset(carol->id).value(), quint64(2));
+        const QString direct = directConversationId(u"alice"_s, u"bob"_s);
+        QCOMPARE(store.conversation(direct, alice->id)->lastSeq, quint64(3));
+        QCOMPARE(store.conversation(Group, carol->id)->lastSeq, quint64(2));
+
+        NewMessage message;
+        message.messageId = MessageId::generate().bytes();
+        message.conversationId = Group;
+        message.senderUserId = carol->id;
+        message.senderName = carol->name;
+        message.senderDeviceId = 1;
+        message.body = "after the upgrade";
+        const Result<StoredMessageAck> stored = store.appendMessage(message);
+        QVERIFY2(stored, qPrintable(stored ? QString() : stored.error().message));
+        QCOMPARE(stored->seq, quint64(3));
+        QCOMPARE(stored->notifiedUserIds.size(), 3);
+        for (qsizetype i = 0; i < stored->notifiedUserIds.size(); ++i) {
+            const qint64 userId = stored->notifiedUserIds[i];
+            QCOMPARE(stored->offsets[i], userId == carol->id ? quint64(3) : quint64(7));
+        }
+
+        // A membership change takes the next seq and offsets too.
+        const Result<ChangeResult> left = store.removeMember(Group, bob->id, u"bob"_s);
+        QVERIFY(left);
+        QCOMPARE(store.conversation(Group, carol->id)->lastSeq, quint64(4));
+        QCOMPARE(store.lastOffset(carol->id).value(), quint64(4));
+
+        // Every log reads back whole, offsets consecutive from 1.
+        for (const qint64 userId : { alice->id, bob->id, carol->id }) {
+            const Result<EventPage> page = store.eventsAfter(userId, 0, 100);
+            QVERIFY(page);
+            for (qsizetype i = 0; i < page->events.size(); ++i) {
+                QCOMPARE(page->events[i].offset, quint64(i + 1));
+            }
+            QCOMPARE(quint64(page->events.size()), store.lastOffset(userId).value());
+        }
+
+        opened.value().reset();
+        QVERIFY(!columns(path, u"users"_s).contains(u"last_offset"_s));
+        QVERIFY(!columns(path, u"conversations"_s).contains(u"last_seq"_s));
+        QCOMPARE(readColumn(path, u"PRAGMA user_version"_s),
+            QStringList { QString::number(SqliteServerStore::SchemaVersion) });
+    }
+};
+
+QTEST_GUILESS_MAIN(TestServerStoreMigration)
+#include "tst_server_store_migration.moc"
