@@ -66,11 +66,12 @@ public:
 
     /// Queues a message for the next group commit: every message that arrives in one pass of
     /// the event loop, from every connection, is stored in one transaction, and each sender gets
-    /// its SendAck only once that transaction has committed.
+    /// its SendAck only once that transaction has committed. Under load, commits start at most
+    /// once per config().commitInterval; the messages meanwhile wait for the next.
     void queueSend(ClientConnection* connection, quint64 requestId, NewMessage message);
     /// Stores the queued messages and answers their senders. Runs at the start of the next pass
-    /// of the event loop, and earlier when the queue is full or a sender's later request must
-    /// see its messages stored first.
+    /// of the event loop (or once the commit interval has passed), and earlier when the queue is
+    /// full or a sender's later request must see its messages stored first.
     void commitPendingSends();
 
     /// Called after a commit that appended to these users' event logs.
@@ -132,6 +133,10 @@ private:
     QList<PendingSend> m_pendingSends;
     QList<NewMessage> m_pendingMessages; ///< in the order of m_pendingSends
     bool m_commitScheduled = false;
+    /// Started as each group commit of messages starts; paces the next one.
+    QElapsedTimer m_sinceCommitStarted;
+    /// Fires the next group commit once config().commitInterval has passed since the last.
+    QTimer m_commitTimer;
 };
 
 } // namespace ferry::server

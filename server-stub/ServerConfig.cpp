@@ -101,6 +101,19 @@ namespace {
                 QStringLiteral("Pages of write-ahead log (4 KiB each) that start a checkpoint "
                                "(16384)."),
                 QStringLiteral("pages"), number(&ServerConfig::walCheckpointPages, 64, 1'000'000) },
+            { QStringLiteral("commit-interval"),
+                QStringLiteral("Milliseconds between the starts of two commits of messages under "
+                               "load; 0 commits once per pass of the event loop (2)."),
+                QStringLiteral("ms"),
+                [](ServerConfig& c, const QString& v) {
+                    bool ok = false;
+                    const double ms = v.toDouble(&ok);
+                    if (!ok || ms < 0 || ms > 1000) {
+                        return false;
+                    }
+                    c.commitInterval = std::chrono::microseconds(qRound64(ms * 1000));
+                    return true;
+                } },
             { QStringLiteral("max-frame-bytes"),
                 QStringLiteral("Largest frame accepted from a client (65536)."),
                 QStringLiteral("bytes"),

@@ -34,6 +34,7 @@ const QString EverySetting = u"listen = 127.0.0.1:0\n"
                              "data = /nonexistent/overridden-by-the-flag\n"
                              "sync-batch = 100\n"
                              "wal-checkpoint-pages = 4096\n"
+                             "commit-interval = 0.5\n"
                              "max-frame-bytes = 32768\n"
                              "max-queued-bytes = 1048576\n"
                              "auth-timeout = 0.5\n"
@@ -60,6 +61,7 @@ private Q_SLOTS:
     void healthzAnswersOk();
     void metricsCountWhatFlows();
     void theLogIsCheckpointedOffTheCommitAndStaysShort();
+    void commitsOfMessagesArePacedButAQuietServerAnswersAtOnce();
     void nothingAcknowledgedIsLostWhenTheServerStopsOnSigterm();
     void theConfigFileIsReadAndAFlagOverridesIt_data();
     void theConfigFileIsReadAndAFlagOverridesIt();
@@ -200,6 +202,37 @@ void TestServerOperations::theLogIsCheckpointedOffTheCommitAndStaysShort()
     QVERIFY2(server.stop(), qPrintable(server.errorString()));
 }
 
+void TestServerOperations::commitsOfMessagesArePacedButAQuietServerAnswersAtOnce()
+{
+    // With a commit interval of a second (the default is 2 ms; a second makes the pacing plain
+    // to see on any machine), a message that arrives just after a commit started waits for the
+    // rest of the second; one that arrives after a quiet spell is committed at once.
+    ServerProcess server(m_root.filePath(u"pacing"_s),
+        QStringList { u"--commit-interval"_s, u"1000"_s, u"--request-burst"_s, u"100000"_s });
+    QVERIFY2(server.start(), qPrintable(server.errorString()));
+    ProtocolClient erin(server.url());
+    QVERIFY(erin.registerUser(u"erin"_s) != 0);
+    ProtocolClient frank(server.url());
+    QVERIFY(frank.registerUser(u"frank"_s) != 0);
+    const QString conversation = directId(u"erin"_s, u"frank"_s);
+
+    QElapsedTimer sinceFirst;
+    sinceFirst.start();
+    QVERIFY(erin.sendMessage(conversation, "first").has_send_ack());
+    QVERIFY(erin.sendMessage(conversation, "right after").has_send_ack());
+    const qint64 pairMs = sinceFirst.elapsed();
+    qInfo("two messages back to back acknowledged after %lld ms", pairMs);
+    QVERIFY2(pairMs >= 900, "the second commit did not wait for the interval");
+
+    QTest::qWait(1200);
+    QElapsedTimer quiet;
+    quiet.start();
+    QVERIFY(frank.sendMessage(conversation, "after a quiet spell").has_send_ack());
+    qInfo("a message after a quiet spell acknowledged after %lld ms", quiet.elapsed());
+    QVERIFY2(quiet.elapsed() < 800, "a quiet server held a message back");
+    QVERIFY2(server.stop(), qPrintable(server.errorString()));
+}
+
 void TestServerOperations::nothingAcknowledgedIsLostWhenTheServerStopsOnSigterm()
 {
     QSet<quint64> requests;
@@ -326,6 +359,9 @@ void TestServerOperations::aBadSettingStopsTheServerWithAReason_data()
     QTest::newRow("a checkpoint too small to be worth one")
         << QString() << QStringList { u"--wal-checkpoint-pages"_s, u"10"_s }
         << u"bad value for --wal-checkpoint-pages: 10"_s;
+    QTest::newRow("a negative commit interval")
+        << QString() << QStringList { u"--commit-interval"_s, u"-1"_s }
+        << u"bad value for --commit-interval: -1"_s;
     QTest::newRow("an address that is none in the file")
         << u"http-listen = nowhere\n"_s << QStringList() << u"bad value for http-listen"_s;
     QTest::newRow("a bad flag value") << QString() << QStringList { u"--auth-timeout"_s, u"soon"_s }
