@@ -6,6 +6,7 @@
 #include "server-stub/ClientConnection.h"
 #include "server-stub/CommittedEvents.h"
 #include "server-stub/ServerStore.h"
+#include "server-stub/WebSocketConnection.h"
 
 #include <QDateTime>
 #include <QHttpServer>
@@ -339,6 +340,11 @@ void ChatServer::commitPendingSends()
     const QList<Result<StoredMessageAck>> results = m_store->appendMessages(messages);
     const qint64 commitNs = commitTimer.nsecsElapsed();
     ++m_metrics.sendCommits;
+
+    // Each sender's ack and the pushes of the batch to the same connection (its own message
+    // among them, for the sender's log) leave together in one system call per connection; on
+    // loopback a send costs as much as the rest of a message's handling.
+    const WebSocketConnection::OutputBatch output;
 
     for (qsizetype i = 0; i < sends.size(); ++i) {
         if (ClientConnection* connection = sends[i].connection) {

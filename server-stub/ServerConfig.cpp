@@ -103,7 +103,7 @@ namespace {
                 QStringLiteral("pages"), number(&ServerConfig::walCheckpointPages, 64, 1'000'000) },
             { QStringLiteral("commit-interval"),
                 QStringLiteral("Milliseconds between the starts of two commits of messages under "
-                               "load; 0 commits once per pass of the event loop (2)."),
+                               "load; 0 commits once per pass of the event loop (1)."),
                 QStringLiteral("ms"),
                 [](ServerConfig& c, const QString& v) {
                     bool ok = false;

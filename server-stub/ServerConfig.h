@@ -25,7 +25,7 @@ struct ServerConfig {
     int syncBatchLimit = 2000;      ///< most events in one sync batch
     int walCheckpointPages = 16384; ///< write-ahead log pages that start a checkpoint
     /// Group commits of messages start at most this often (0: one per pass of the event loop).
-    std::chrono::microseconds commitInterval { 2000 };
+    std::chrono::microseconds commitInterval { 1000 };
     qsizetype maxFrameBytes = 64 * 1024;
     qsizetype maxBodyBytes = 60 * 1024;
     qsizetype maxQueuedBytes = 4 * 1024 * 1024; ///< a connection's unsent output before 4002

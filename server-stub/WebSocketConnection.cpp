@@ -33,6 +33,7 @@ namespace {
     struct FlushQueue {
         std::vector<WebSocketConnection*> connections;
         bool posted = false;
+        int openBatches = 0; ///< OutputBatch objects alive on this thread
     };
 
     FlushQueue& flushQueue()
@@ -328,7 +329,7 @@ void WebSocketConnection::write(QByteArrayView first, QByteArrayView second)
         return;
     }
     const bool writingNow = bytesToWrite() == 0 && !m_flushScheduled
-        && !(m_writeNotifier && m_writeNotifier->isEnabled());
+        && !(m_writeNotifier && m_writeNotifier->isEnabled()) && flushQueue().openBatches == 0;
     if (!writingNow) {
         m_output.append(first);
         m_output.append(second);
@@ -399,6 +400,17 @@ void WebSocketConnection::flushScheduled()
     for (WebSocketConnection* connection : due) {
         connection->m_flushScheduled = false;
         connection->handleWritable();
+    }
+}
+
+WebSocketConnection::OutputBatch::OutputBatch() { ++flushQueue().openBatches; }
+
+WebSocketConnection::OutputBatch::~OutputBatch()
+{
+    if (--flushQueue().openBatches == 0) {
+        // Sent now rather than at the next pass: the batch is complete. The call posted for
+        // the next pass then finds nothing to send.
+        flushScheduled();
     }
 }
 

@@ -43,6 +43,19 @@ public:
         virtual void disconnected() = 0;
     };
 
+    /// While one exists on a thread, the frames written on that thread wait in their
+    /// connections' buffers, and when the outermost ends each connection written to sends them
+    /// all in one system call. Without one, the first frame a connection is given in a pass
+    /// leaves at once and the rest at the start of the next pass. For a burst of frames to many
+    /// connections, several to some: a group commit's acks and pushes.
+    class OutputBatch {
+    public:
+        OutputBatch();
+        ~OutputBatch();
+        OutputBatch(const OutputBatch&) = delete;
+        OutputBatch& operator=(const OutputBatch&) = delete;
+    };
+
     enum class State {
         Handshake, ///< reading the HTTP upgrade request
         Refused, ///< the handshake was refused; reading to the peer's end of the stream

@@ -204,7 +204,7 @@ void TestServerOperations::theLogIsCheckpointedOffTheCommitAndStaysShort()
 
 void TestServerOperations::commitsOfMessagesArePacedButAQuietServerAnswersAtOnce()
 {
-    // With a commit interval of a second (the default is 2 ms; a second makes the pacing plain
+    // With a commit interval of a second (the default is 1 ms; a second makes the pacing plain
     // to see on any machine), a message that arrives just after a commit started waits for the
     // rest of the second; one that arrives after a quiet spell is committed at once.
     ServerProcess server(m_root.filePath(u"pacing"_s),
