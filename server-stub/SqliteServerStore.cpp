@@ -650,7 +650,8 @@ Result<QList<qint64>> SqliteServerStore::createDirectConversation(
     }
     wrote = true;
     QSqlQuery query(database());
-    query.prepare(QStringLiteral("INSERT INTO conversations (id, kind, created_ms) VALUES (?, ?, ?)"));
+    query.prepare(
+        QStringLiteral("INSERT INTO conversations (id, kind, created_ms) VALUES (?, ?, ?)"));
     query.addBindValue(message.conversationId);
     query.addBindValue(static_cast<int>(ConversationKind::Direct));
     query.addBindValue(now);
@@ -790,7 +791,8 @@ Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOff
 Result<quint64> SqliteServerStore::lastOffset(qint64 userId)
 {
     QSqlQuery query(database());
-    query.prepare(QStringLiteral("SELECT coalesce(max(log_offset), 0) FROM events WHERE user_id = ?"));
+    query.prepare(
+        QStringLiteral("SELECT coalesce(max(log_offset), 0) FROM events WHERE user_id = ?"));
     query.addBindValue(userId);
     if (!query.exec() || !query.next()) {
         return storageError(QStringLiteral("could not read an event log's offset"), query);
