@@ -305,7 +305,9 @@ void ChatServer::queueSend(ClientConnection* connection, quint64 requestId, NewM
         commitPendingSends();
     } else if (!m_commitScheduled) {
         m_commitScheduled = true;
-        const qint64 waitUs = m_sinceCommitStarted.isValid()
+        // Paced only when the last commit held several messages: one sender waiting for each
+        // ack before the next message (a batch of one every time) gains nothing from waiting.
+        const qint64 waitUs = m_sinceCommitStarted.isValid() && m_lastCommitMessages > 1
             ? m_config.commitInterval.count() - m_sinceCommitStarted.nsecsElapsed() / 1000
             : 0;
         if (waitUs <= 0) {
@@ -314,11 +316,11 @@ void ChatServer::queueSend(ClientConnection* connection, quint64 requestId, NewM
             // meanwhile.
             QMetaObject::invokeMethod(this, &ChatServer::commitPendingSends, Qt::QueuedConnection);
         } else {
-            // The last commit started moments ago, so messages are arriving fast: these wait
-            // for the rest of the interval and share the next commit. A message costs less in
-            // a larger commit (the pages it shares with others, its users' logs among them, and
-            // the fsync are paid once per commit), and the time saved goes to reading and
-            // answering (docs/design.md, "Pacing the group commit").
+            // The last commit started moments ago and held several messages: messages are
+            // arriving fast. These wait for the rest of the interval and share the next commit.
+            // A message costs less in a larger commit (the pages it shares with others, its
+            // users' logs among them, and the fsync are paid once per commit), and the time
+            // saved goes to reading and answering (docs/design.md, "Pacing the group commit").
             m_commitTimer.start(std::chrono::milliseconds((waitUs + 999) / 1000));
         }
     }
@@ -332,6 +334,7 @@ void ChatServer::commitPendingSends()
         return;
     }
     m_sinceCommitStarted.start();
+    m_lastCommitMessages = m_pendingSends.size();
     // Taken out first: answering a sender may close a connection, or bring a new request in.
     const QList<PendingSend> sends = std::exchange(m_pendingSends, {});
     const QList<NewMessage> messages = std::exchange(m_pendingMessages, {});

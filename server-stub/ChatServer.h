@@ -66,8 +66,9 @@ public:
 
     /// Queues a message for the next group commit: every message that arrives in one pass of
     /// the event loop, from every connection, is stored in one transaction, and each sender gets
-    /// its SendAck only once that transaction has committed. Under load, commits start at most
-    /// once per config().commitInterval; the messages meanwhile wait for the next.
+    /// its SendAck only once that transaction has committed. Under load (the last commit held
+    /// several messages), commits start at most once per config().commitInterval; the messages
+    /// meanwhile wait for the next.
     void queueSend(ClientConnection* connection, quint64 requestId, NewMessage message);
     /// Stores the queued messages and answers their senders. Runs at the start of the next pass
     /// of the event loop (or once the commit interval has passed), and earlier when the queue is
@@ -135,6 +136,7 @@ private:
     bool m_commitScheduled = false;
     /// Started as each group commit of messages starts; paces the next one.
     QElapsedTimer m_sinceCommitStarted;
+    qsizetype m_lastCommitMessages = 0; ///< how many that commit held
     /// Fires the next group commit once config().commitInterval has passed since the last.
     QTimer m_commitTimer;
 };
