@@ -1,5 +1,7 @@
 #include "server-stub/ServerMetrics.h"
 
+#include <utility>
+
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define FERRY_HEAP_FROM_SANITIZER 1
@@ -11,7 +13,6 @@
 
 #if defined(FERRY_HEAP_FROM_SANITIZER)
 #include <cstddef>
-#include <utility>
 // The sanitizer's runtime provides this; its header ships with clang but not with g++.
 extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #elif defined(__GLIBC__)
@@ -31,6 +32,17 @@ namespace {
     {
         out += QByteArray("# HELP ") + name + ' ' + help + "\n# TYPE " + name + " gauge\n" + name
             + ' ' + QByteArray::number(value) + '\n';
+    }
+
+    /// A counter with one label, one series per (label value, count).
+    void labelledCounter(QByteArray& out, const char* name, const char* help, const char* label,
+        const QList<std::pair<QByteArray, qint64>>& series)
+    {
+        out += QByteArray("# HELP ") + name + ' ' + help + "\n# TYPE " + name + " counter\n";
+        for (const auto& [value, count] : series) {
+            out += QByteArray(name) + '{' + label + "=\"" + value + "\"} "
+                + QByteArray::number(count) + '\n';
+        }
     }
 }
 
@@ -90,21 +102,18 @@ QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot&
     gauge(out, "ferry_store_wal_pages",
         "Pages in the store's write-ahead log after the latest commit (-1 when it has none).",
         now.storeLogPages);
-    out += "# HELP ferry_store_checkpoints_total Checkpoints of the write-ahead log: by the "
-           "checkpoint thread, by a commit finishing one so the log can start over, by a commit "
-           "because the log reached its bound.\n"
-           "# TYPE ferry_store_checkpoints_total counter\n";
-    const std::pair<const char*, qint64> checkpoints[] = {
-        { "thread", now.checkpointsOnThread },
-        { "commit_finish", now.checkpointsFinishedInCommit },
-        { "commit_limit", now.checkpointsAtLimit },
-    };
-    for (const auto& [by, count] : checkpoints) {
+    QList<std::pair<QByteArray, qint64>> checkpoints;
+    for (const auto& [by, count] : { std::pair { "thread", now.checkpointsOnThread },
+             std::pair { "commit_finish", now.checkpointsFinishedInCommit },
+             std::pair { "commit_limit", now.checkpointsAtLimit } }) {
         if (count >= 0) {
-            out += "ferry_store_checkpoints_total{by=\"" + QByteArray(by) + "\"} "
-                + QByteArray::number(count) + '\n';
+            checkpoints.append({ QByteArray(by), count });
         }
     }
+    labelledCounter(out, "ferry_store_checkpoints_total",
+        "Checkpoints of the write-ahead log: by the checkpoint thread, by a commit finishing one "
+        "so the log can start over, by a commit because the log reached its bound.",
+        "by", checkpoints);
     gauge(out, "ferry_connections_open", "WebSocket connections open now.", now.connectionsOpen);
     gauge(out, "ferry_connections_authenticated", "Connections with a device session now.",
         now.connectionsAuthenticated);
@@ -129,18 +138,17 @@ QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot&
     gauge(out, "ferry_outgoing_queue_bytes_max", "The largest such backlog of one connection.",
         now.queuedBytesMax);
 
-    out += "# HELP ferry_errors_total Error replies sent, by code.\n"
-           "# TYPE ferry_errors_total counter\n";
+    QList<std::pair<QByteArray, qint64>> errors;
     for (auto it = metrics.errors.constBegin(); it != metrics.errors.constEnd(); ++it) {
-        out += "ferry_errors_total{code=\"" + it.key().toUtf8() + "\"} "
-            + QByteArray::number(it.value()) + '\n';
+        errors.append({ it.key().toUtf8(), qint64(it.value()) });
     }
-    out += "# HELP ferry_closes_total Connections the server closed, by close code.\n"
-           "# TYPE ferry_closes_total counter\n";
+    labelledCounter(out, "ferry_errors_total", "Error replies sent, by code.", "code", errors);
+    QList<std::pair<QByteArray, qint64>> closes;
     for (auto it = metrics.closes.constBegin(); it != metrics.closes.constEnd(); ++it) {
-        out += "ferry_closes_total{code=\"" + QByteArray::number(it.key()) + "\"} "
-            + QByteArray::number(it.value()) + '\n';
+        closes.append({ QByteArray::number(it.key()), qint64(it.value()) });
     }
+    labelledCounter(out, "ferry_closes_total", "Connections the server closed, by close code.",
+        "code", closes);
     out += metrics.sendToAck.render("ferry_send_to_ack_seconds",
         "Time from a message's arrival to its acknowledgement, the commit included.");
     return out;
