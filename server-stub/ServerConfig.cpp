@@ -56,14 +56,17 @@ namespace {
         };
     }
 
+    /// A duration given in seconds, or in another unit of `unitSeconds` seconds each; `min` is
+    /// in that unit.
     template <typename Duration>
     std::function<bool(ServerConfig&, const QString&)> duration(
-        Duration ServerConfig::*field, double minSeconds)
+        Duration ServerConfig::*field, double min, double unitSeconds = 1.0)
     {
-        return [field, minSeconds](ServerConfig& config, const QString& text) {
+        return [field, min, unitSeconds](ServerConfig& config, const QString& text) {
             bool ok = false;
-            const double seconds = text.toDouble(&ok);
-            if (!ok || seconds < minSeconds || seconds > 365 * 24 * 3600) {
+            const double value = text.toDouble(&ok);
+            const double seconds = value * unitSeconds;
+            if (!ok || value < min || seconds > 365 * 24 * 3600) {
                 return false;
             }
             config.*field = std::chrono::duration_cast<Duration>(
@@ -104,16 +107,7 @@ namespace {
             { QStringLiteral("commit-interval"),
                 QStringLiteral("Milliseconds between the starts of two commits of messages under "
                                "load; 0 commits once per pass of the event loop (1)."),
-                QStringLiteral("ms"),
-                [](ServerConfig& c, const QString& v) {
-                    bool ok = false;
-                    const double ms = v.toDouble(&ok);
-                    if (!ok || ms < 0 || ms > 1000) {
-                        return false;
-                    }
-                    c.commitInterval = std::chrono::microseconds(qRound64(ms * 1000));
-                    return true;
-                } },
+                QStringLiteral("ms"), duration(&ServerConfig::commitInterval, 0, 0.001) },
             { QStringLiteral("max-frame-bytes"),
                 QStringLiteral("Largest frame accepted from a client (65536)."),
                 QStringLiteral("bytes"),
