@@ -569,16 +569,11 @@ Result<StoredMessageAck> SqliteServerStore::storeMessage(
         return notAMember();
     }
 
-    // The next seq follows the newest in the conversation's end of the (conversation_id, seq)
-    // index, the page this message's entry goes to anyway; a counter in the conversation's row
-    // cost one more page written per message (docs/design.md, "Counters read from the end").
-    PreparedStatement& newest
-        = statement("SELECT max(seq) FROM messages WHERE conversation_id = ?");
-    newest.bindText(1, conversationId);
-    if (!newest.runQuery() || !newest.hasRow()) {
-        return storageError(QStringLiteral("could not read a sequence number"), newest.error());
+    Result<qint64> newest = newestSeq(conversationId);
+    if (!newest) {
+        return newest.error();
     }
-    const quint64 seq = static_cast<quint64>(newest.int64At(0)) + 1;
+    const quint64 seq = static_cast<quint64>(newest.value()) + 1;
 
     wrote = true;
     PreparedStatement& insert = statement(
@@ -673,20 +668,16 @@ Result<QList<qint64>> SqliteServerStore::createDirectConversation(
 Result<QList<quint64>> SqliteServerStore::reserveOffsets(
     BatchLogs& logs, const QList<qint64>& memberIds, qint64 ref)
 {
-    // A log's newest offset is read from the end of the log itself, the page its next entries
-    // go to anyway; a counter in the user's row cost one more page written per user and batch.
-    PreparedStatement& stored = statement("SELECT max(log_offset) FROM events WHERE user_id = ?");
     QList<quint64> offsets;
     offsets.reserve(memberIds.size());
     for (const qint64 userId : memberIds) {
         auto last = logs.lastOffsets.find(userId);
         if (last == logs.lastOffsets.end()) {
-            stored.bindInt64(1, userId);
-            if (!stored.runQuery() || !stored.hasRow()) {
-                return storageError(QStringLiteral("could not read an event log's offset"),
-                    stored.error());
+            Result<qint64> newest = newestLogOffset(userId);
+            if (!newest) {
+                return newest.error();
             }
-            last = logs.lastOffsets.insert(userId, stored.int64At(0));
+            last = logs.lastOffsets.insert(userId, newest.value());
         }
         const qint64 offset = ++last.value();
         logs.entries.append(BatchLogs::Entry { userId, offset, ref });
@@ -719,18 +710,16 @@ Result<Done> SqliteServerStore::writeLogs(BatchLogs& logs)
 Result<QList<quint64>> SqliteServerStore::appendEvents(
     const QList<qint64>& userIds, int kind, qint64 ref)
 {
-    PreparedStatement& newest = statement("SELECT max(log_offset) FROM events WHERE user_id = ?");
     PreparedStatement& append
         = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
     QList<quint64> offsets;
     offsets.reserve(userIds.size());
     for (const qint64 userId : userIds) {
-        newest.bindInt64(1, userId);
-        if (!newest.runQuery() || !newest.hasRow()) {
-            return storageError(QStringLiteral("could not read an event log's offset"),
-                newest.error());
+        Result<qint64> newest = newestLogOffset(userId);
+        if (!newest) {
+            return newest.error();
         }
-        const qint64 offset = newest.int64At(0) + 1;
+        const qint64 offset = newest.value() + 1;
         append.bindInt64(1, userId);
         append.bindInt64(2, offset);
         append.bindInt64(3, kind);
@@ -790,23 +779,45 @@ Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOff
 
 Result<quint64> SqliteServerStore::lastOffset(qint64 userId)
 {
-    QSqlQuery query(database());
-    query.prepare(
-        QStringLiteral("SELECT coalesce(max(log_offset), 0) FROM events WHERE user_id = ?"));
-    query.addBindValue(userId);
-    if (!query.exec() || !query.next()) {
-        return storageError(QStringLiteral("could not read an event log's offset"), query);
+    Result<qint64> newest = newestLogOffset(userId);
+    if (!newest) {
+        return newest.error();
     }
-    return query.value(0).toULongLong();
+    return static_cast<quint64>(newest.value());
+}
+
+Result<qint64> SqliteServerStore::newestLogOffset(qint64 userId)
+{
+    // The end of the user's entries is the page the next entry goes to anyway; a counter in
+    // the user's row cost one more page written per user and commit (docs/design.md, "Counters
+    // read from the end"). max() of no rows is NULL, read as 0: an empty log.
+    PreparedStatement& newest = statement("SELECT max(log_offset) FROM events WHERE user_id = ?");
+    newest.bindInt64(1, userId);
+    if (!newest.runQuery() || !newest.hasRow()) {
+        return storageError(QStringLiteral("could not read an event log's offset"), newest.error());
+    }
+    return newest.int64At(0);
+}
+
+Result<qint64> SqliteServerStore::newestSeq(const QByteArray& conversationId)
+{
+    // As for the log: the end of the conversation's range of the (conversation_id, seq) index,
+    // where the next message's entry goes. 0 for a conversation without messages.
+    PreparedStatement& newest
+        = statement("SELECT max(seq) FROM messages WHERE conversation_id = ?");
+    newest.bindText(1, conversationId);
+    if (!newest.runQuery() || !newest.hasRow()) {
+        return storageError(QStringLiteral("could not read a sequence number"), newest.error());
+    }
+    return newest.int64At(0);
 }
 
 // Conversations ------------------------------------------------------------------------------
 
 Result<ConversationRecord> SqliteServerStore::readConversation(const QString& conversationId)
 {
-    QSqlQuery& header = preparedQuery(
-        QStringLiteral("SELECT title, (SELECT coalesce(max(seq), 0) FROM messages"
-                       " WHERE conversation_id = c.id) FROM conversations c WHERE id = ?"));
+    QSqlQuery& header
+        = preparedQuery(QStringLiteral("SELECT title FROM conversations WHERE id = ?"));
     header.addBindValue(conversationId);
     if (!header.exec()) {
         return storageError(QStringLiteral("could not look up a conversation"), header);
@@ -818,8 +829,12 @@ Result<ConversationRecord> SqliteServerStore::readConversation(const QString& co
     ConversationRecord conversation;
     conversation.id = conversationId;
     conversation.title = header.value(0).toString();
-    conversation.lastSeq = header.value(1).toULongLong();
     header.finish();
+    Result<qint64> newest = newestSeq(conversationId.toUtf8());
+    if (!newest) {
+        return newest.error();
+    }
+    conversation.lastSeq = static_cast<quint64>(newest.value());
 
     QSqlQuery& members = preparedQuery(
         QStringLiteral("SELECT u.name, u.id FROM members m JOIN users u ON u.id = m.user_id"
@@ -860,16 +875,13 @@ Result<QList<qint64>> SqliteServerStore::userIds(const QStringList& names)
 Result<Done> SqliteServerStore::recordMembershipChange(const QString& conversationId,
     qint64 actorUserId, const MembershipRecord& change, const QList<qint64>& userIds)
 {
-    QSqlQuery query(database());
-    query.prepare(QStringLiteral(
-        "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE conversation_id = ?"));
-    query.addBindValue(conversationId);
-    if (!query.exec() || !query.next()) {
-        return storageError(QStringLiteral("could not read a sequence number"), query);
+    Result<qint64> newest = newestSeq(conversationId.toUtf8());
+    if (!newest) {
+        return newest.error();
     }
-    const qint64 seq = query.value(0).toLongLong();
-    query.finish();
+    const qint64 seq = newest.value() + 1;
 
+    QSqlQuery query(database());
     query.prepare(QStringLiteral(
         "INSERT INTO messages (message_id, conversation_id, seq, sender_user_id,"
         " sender_device_id, body, server_time_ms, kind) VALUES (?, ?, ?, ?, 0, ?, ?, ?)"));

@@ -96,6 +96,10 @@ private:
     /// The next offset of each member's log, handed out in `logs`, for the message row `ref`.
     Result<QList<quint64>> reserveOffsets(
         BatchLogs& logs, const QList<qint64>& memberIds, qint64 ref);
+    /// The newest offset in the user's event log (0 when it is empty), and the newest seq in a
+    /// conversation (0 when it has none), each read from the end of its B-tree range.
+    Result<qint64> newestLogOffset(qint64 userId);
+    Result<qint64> newestSeq(const QByteArray& conversationId);
     /// Writes a batch's log entries, inside the caller's transaction.
     Result<Done> writeLogs(BatchLogs& logs);
     /// The answer to a message whose id is stored already: the first result, or IdConflict when
