@@ -5,12 +5,12 @@
 #include "core/ClientStore.h"
 #include "core/MessageId.h"
 #include "tests/support/Checks.h"
+#include "tests/support/SqliteFile.h"
 #include "tests/support/TestFiles.h"
 
 #include <QDir>
 #include <QFile>
 #include <QRandomGenerator>
-#include <QSqlDatabase>
 #include <QSqlError>
 #include <QSqlQuery>
 #include <QTemporaryDir>
@@ -71,23 +71,14 @@ QByteArrayList idsOf(const QList<StoredMessage>& messages)
 /// Writes a SQLite database the way another program would, through its own connection.
 QString writeForeignDatabase(const QString& path, const QStringList& statements)
 {
-    const QString connection = QStringLiteral("foreign-database");
-    QString error;
-    {
-        QSqlDatabase db = QSqlDatabase::addDatabase(QStringLiteral("QSQLITE"), connection);
-        db.setDatabaseName(path);
-        if (!db.open()) {
-            error = db.lastError().text();
+    const SqliteFile file(path);
+    QString error = file.openError();
+    QSqlQuery query(file.database());
+    for (const QString& statement : statements) {
+        if (error.isEmpty() && !query.exec(statement)) {
+            error = statement + u": " + query.lastError().text();
         }
-        QSqlQuery query(db);
-        for (const QString& statement : statements) {
-            if (error.isEmpty() && !query.exec(statement)) {
-                error = statement + u": " + query.lastError().text();
-            }
-        }
-        db.close();
     }
-    QSqlDatabase::removeDatabase(connection);
     return error;
 }
 

@@ -10,6 +10,7 @@
 #include "tests/support/Checks.h"
 #include "tests/support/Ctl.h"
 #include "tests/support/ServerProcess.h"
+#include "tests/support/SqliteFile.h"
 #include "tests/support/TestFiles.h"
 
 #include <QDateTime>
@@ -19,7 +20,6 @@
 #include <QProcess>
 #include <QRandomGenerator>
 #include <QScopeGuard>
-#include <QSqlDatabase>
 #include <QSqlError>
 #include <QSqlQuery>
 #include <QTemporaryDir>
@@ -315,12 +315,10 @@ void TestProfileDamage::aLockedProfileIsReportedAndLeftAsItWas()
 
     // Another process holds the write lock, as a second ferryctl in the middle of a long write
     // would. In write-ahead-log mode readers go on; writers wait, then give up.
-    const QString connection = u"holds-the-lock"_s;
     {
-        QSqlDatabase db = QSqlDatabase::addDatabase(u"QSQLITE"_s, connection);
-        db.setDatabaseName(QDir(alice->profileDir()).filePath(DatabaseFile));
-        QVERIFY2(db.open(), qPrintable(db.lastError().text()));
-        QSqlQuery lock(db);
+        const SqliteFile other(QDir(alice->profileDir()).filePath(DatabaseFile));
+        QVERIFY2(other.isOpen(), qPrintable(other.openError()));
+        QSqlQuery lock(other.database());
         QVERIFY2(lock.exec(u"BEGIN EXCLUSIVE"_s), qPrintable(lock.lastError().text()));
 
         const CtlRun send = alice->send(u"bob"_s, u"written while the profile is locked"_s);
@@ -331,9 +329,7 @@ void TestProfileDamage::aLockedProfileIsReportedAndLeftAsItWas()
         QVERIFY2(status.ok(), qPrintable(status.describe()));
 
         QVERIFY(lock.exec(u"ROLLBACK"_s));
-        db.close();
     }
-    QSqlDatabase::removeDatabase(connection);
 
     const CtlRun outboxAfter = alice->run({ u"outbox"_s, u"--json"_s });
     QVERIFY2(outboxAfter.ok(), qPrintable(outboxAfter.describe()));
@@ -362,12 +358,10 @@ void TestProfileDamage::aSchemaOneDatabaseIsMigratedAndItsQueuedMessageStillGoes
     const QByteArray messageId = MessageId::generate().bytes();
     const QString messageIdText = MessageId::fromBytes(messageId)->toString();
     const QString conversation = directConversationId(u"gina"_s, u"bob"_s);
-    const QString connection = u"schema-one"_s;
     {
-        QSqlDatabase db = QSqlDatabase::addDatabase(u"QSQLITE"_s, connection);
-        db.setDatabaseName(QDir(gina.profileDir()).filePath(DatabaseFile));
-        QVERIFY2(db.open(), qPrintable(db.lastError().text()));
-        QSqlQuery query(db);
+        const SqliteFile old(QDir(gina.profileDir()).filePath(DatabaseFile));
+        QVERIFY2(old.isOpen(), qPrintable(old.openError()));
+        QSqlQuery query(old.database());
         const QStringList schemaOne = {
             u"CREATE TABLE account (id INTEGER PRIMARY KEY CHECK (id = 1),"
             " server_url TEXT NOT NULL, user_name TEXT NOT NULL, device_id INTEGER NOT NULL,"
@@ -401,9 +395,7 @@ void TestProfileDamage::aSchemaOneDatabaseIsMigratedAndItsQueuedMessageStillGoes
         query.addBindValue(conversation);
         query.addBindValue(QDateTime::currentMSecsSinceEpoch());
         QVERIFY2(query.exec(), qPrintable(query.lastError().text()));
-        db.close();
     }
-    QSqlDatabase::removeDatabase(connection);
 
     const Result<QJsonObject> status = gina.status();
     QVERIFY2(status, whyNot(status).constData());
@@ -411,16 +403,13 @@ void TestProfileDamage::aSchemaOneDatabaseIsMigratedAndItsQueuedMessageStillGoes
     QCOMPARE(status->value(u"device"_s).toInteger(), qint64(account->deviceId));
     QCOMPARE(status->value(u"outbox"_s).toInteger(), qint64(1));
     {
-        QSqlDatabase db = QSqlDatabase::addDatabase(u"QSQLITE"_s, connection);
-        db.setDatabaseName(QDir(gina.profileDir()).filePath(DatabaseFile));
-        db.setConnectOptions(u"QSQLITE_OPEN_READONLY"_s);
-        QVERIFY2(db.open(), qPrintable(db.lastError().text()));
-        QSqlQuery query(db);
+        const SqliteFile upgraded(
+            QDir(gina.profileDir()).filePath(DatabaseFile), SqliteFile::Access::ReadOnly);
+        QVERIFY2(upgraded.isOpen(), qPrintable(upgraded.openError()));
+        QSqlQuery query(upgraded.database());
         QVERIFY(query.exec(u"PRAGMA user_version"_s) && query.next());
         QCOMPARE(query.value(0).toInt(), ClientStore::SchemaVersion);
-        db.close();
     }
-    QSqlDatabase::removeDatabase(connection);
 
     const Result<QList<QJsonObject>> queued = gina.history(u"bob"_s);
     QVERIFY2(queued, whyNot(queued).constData());

@@ -9,9 +9,9 @@
 #include "core/MessageId.h"
 #include "tests/support/ProtocolClient.h"
 #include "tests/support/ServerProcess.h"
+#include "tests/support/SqliteFile.h"
 
 #include <QDir>
-#include <QSqlDatabase>
 #include <QSqlError>
 #include <QSqlQuery>
 #include <QTemporaryDir>
@@ -95,22 +95,18 @@ private:
     /// as SQLite does by itself on a full disk or an I/O error.
     static bool poisonTheMessagesTable(const QString& path)
     {
-        bool done = false;
-        {
-            QSqlDatabase db = QSqlDatabase::addDatabase(u"QSQLITE"_s, u"poison"_s);
-            db.setDatabaseName(path);
-            if (db.open()) {
-                QSqlQuery query(db);
-                done = query.exec(u"CREATE TRIGGER poison BEFORE INSERT ON messages"
-                                  " WHEN NEW.body = CAST('poison' AS BLOB)"
-                                  " BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END"_s);
-                if (!done) {
-                    qWarning() << query.lastError().text();
-                }
-            }
-            db.close();
+        const SqliteFile file(path);
+        if (!file.isOpen()) {
+            qWarning() << file.openError();
+            return false;
         }
-        QSqlDatabase::removeDatabase(u"poison"_s);
+        QSqlQuery query(file.database());
+        const bool done = query.exec(u"CREATE TRIGGER poison BEFORE INSERT ON messages"
+                                     " WHEN NEW.body = CAST('poison' AS BLOB)"
+                                     " BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END"_s);
+        if (!done) {
+            qWarning() << query.lastError().text();
+        }
         return done;
     }
 };

@@ -7,10 +7,10 @@
 #include "core/ConversationId.h"
 #include "core/MessageId.h"
 #include "server-stub/SqliteServerStore.h"
+#include "tests/support/SqliteFile.h"
 
 #include <QDir>
 #include <QFile>
-#include <QSqlDatabase>
 #include <QSqlError>
 #include <QSqlQuery>
 #include <QTemporaryDir>
@@ -18,6 +18,7 @@
 
 using namespace ferry;
 using namespace ferry::server;
+using namespace ferry::test;
 using namespace Qt::StringLiterals;
 
 namespace {
@@ -32,26 +33,20 @@ bool loadDump(const QString& dumpPath, const QString& path)
         qWarning() << "cannot read" << dumpPath;
         return false;
     }
-    bool done = true;
-    {
-        QSqlDatabase db = QSqlDatabase::addDatabase(u"QSQLITE"_s, u"dump"_s);
-        db.setDatabaseName(path);
-        done = db.open();
-        QSqlQuery query(db);
-        // One statement per line; comment lines are skipped.
-        while (done && !dump.atEnd()) {
-            const QString line = QString::fromUtf8(dump.readLine()).trimmed();
-            if (line.isEmpty() || line.startsWith(u"--")) {
-                continue;
-            }
-            done = query.exec(line);
-            if (!done) {
-                qWarning() << line << query.lastError().text();
-            }
+    const SqliteFile file(path);
+    bool done = file.isOpen();
+    QSqlQuery query(file.database());
+    // One statement per line; comment lines are skipped.
+    while (done && !dump.atEnd()) {
+        const QString line = QString::fromUtf8(dump.readLine()).trimmed();
+        if (line.isEmpty() || line.startsWith(u"--")) {
+            continue;
         }
-        db.close();
+        done = query.exec(line);
+        if (!done) {
+            qWarning() << line << query.lastError().text();
+        }
     }
-    QSqlDatabase::removeDatabase(u"dump"_s);
     return done;
 }
 
@@ -59,19 +54,12 @@ bool loadDump(const QString& dumpPath, const QString& path)
 QStringList readColumn(const QString& path, const QString& sql)
 {
     QStringList values;
-    {
-        QSqlDatabase db = QSqlDatabase::addDatabase(u"QSQLITE"_s, u"inspect"_s);
-        db.setDatabaseName(path);
-        if (db.open()) {
-            QSqlQuery query(db);
-            query.exec(sql);
-            while (query.next()) {
-                values.append(query.value(0).toString());
-            }
-        }
-        db.close();
+    const SqliteFile file(path, SqliteFile::Access::ReadOnly);
+    QSqlQuery query(file.database());
+    query.exec(sql);
+    while (query.next()) {
+        values.append(query.value(0).toString());
     }
-    QSqlDatabase::removeDatabase(u"inspect"_s);
     return values;
 }
 
