@@ -120,7 +120,7 @@ else
     idle_steps="100,1000,5000,10000,19500"; rtt_samples=2000
     # Up to past the peak (the steps stop at the first the server does not keep up with), so
     # that "half the peak" is half of a measured peak, not of the last step offered.
-    direct_rates="250,500,1000,2000,4000,8000,12000,16000,20000,24000,32000,40000,48000,56000"
+    direct_rates="250,500,1000,2000,4000,8000,12000,16000,20000,24000,32000,40000,48000,56000,64000,72000,80000"
     echo_rates="1000,4000,16000,64000,128000,256000"; seconds=10
     group_members=1000; group_rates="2,5,10,25,50,100,200,300,400,500"
 fi
