@@ -194,6 +194,15 @@ namespace {
         return entry;
     }
 
+    /// Runs a bound `SELECT max(...)` and returns its value; max() of no rows is NULL, read as 0.
+    Result<qint64> readNewest(PreparedStatement& query, const QString& failure)
+    {
+        if (!query.runQuery() || !query.hasRow()) {
+            return storageError(failure, query.error());
+        }
+        return query.int64At(0);
+    }
+
     Error notAMember()
     {
         return Error { StoreError::NotAMember,
@@ -793,10 +802,7 @@ Result<qint64> SqliteServerStore::newestLogOffset(qint64 userId)
     // read from the end"). max() of no rows is NULL, read as 0: an empty log.
     PreparedStatement& newest = statement("SELECT max(log_offset) FROM events WHERE user_id = ?");
     newest.bindInt64(1, userId);
-    if (!newest.runQuery() || !newest.hasRow()) {
-        return storageError(QStringLiteral("could not read an event log's offset"), newest.error());
-    }
-    return newest.int64At(0);
+    return readNewest(newest, QStringLiteral("could not read an event log's offset"));
 }
 
 Result<qint64> SqliteServerStore::newestSeq(const QByteArray& conversationId)
@@ -806,10 +812,7 @@ Result<qint64> SqliteServerStore::newestSeq(const QByteArray& conversationId)
     PreparedStatement& newest
         = statement("SELECT max(seq) FROM messages WHERE conversation_id = ?");
     newest.bindText(1, conversationId);
-    if (!newest.runQuery() || !newest.hasRow()) {
-        return storageError(QStringLiteral("could not read a sequence number"), newest.error());
-    }
-    return newest.int64At(0);
+    return readNewest(newest, QStringLiteral("could not read a sequence number"));
 }
 
 // Conversations ------------------------------------------------------------------------------
