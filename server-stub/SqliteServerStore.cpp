@@ -20,6 +20,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
+#include <sqlite3.h>
 #include <unistd.h>
 
 namespace ferry::server {
@@ -119,6 +121,17 @@ namespace {
             QStringLiteral("ALTER TABLE users DROP COLUMN last_offset"),
             QStringLiteral("ALTER TABLE conversations DROP COLUMN last_seq"),
         },
+        // 4: new log entries are appended to log_tail, where a commit's entries share a page,
+        // and moved into events in bulk later (LogTail). A row of log_tail that is also in
+        // events has been moved and waits to be dropped.
+        {
+            QStringLiteral("CREATE TABLE log_tail ("
+                           " id INTEGER PRIMARY KEY,"
+                           " user_id INTEGER NOT NULL,"
+                           " log_offset INTEGER NOT NULL,"
+                           " kind INTEGER NOT NULL,"
+                           " ref INTEGER NOT NULL)"),
+        },
     };
 
     QString actionName(MembershipAction action)
@@ -195,6 +208,33 @@ namespace {
     }
 
     /// Runs a bound `SELECT max(...)` and returns its value; max() of no rows is NULL, read as 0.
+    /// An event-log entry with what it refers to; `e` is a row of events or of log_tail.
+    const QString LogEventSelect = u"SELECT e.log_offset, e.kind, " + EntryColumns
+        + u", r.conversation_id, ru.name, r.device_id, r.kind, r.up_to_seq";
+    const QString LogEventJoins = QStringLiteral(
+        " LEFT JOIN messages m ON e.kind IN (1, 2) AND m.id = e.ref"
+        " LEFT JOIN users u ON u.id = m.sender_user_id"
+        " LEFT JOIN receipt_log r ON e.kind = 3 AND r.id = e.ref"
+        " LEFT JOIN users ru ON ru.id = r.user_id");
+
+    LogEvent readLogEvent(const QSqlQuery& query)
+    {
+        LogEvent event;
+        event.offset = query.value(0).toULongLong();
+        if (query.value(1).toInt() == int(EventKind::Receipt)) {
+            ReceiptRecord receipt;
+            receipt.conversationId = query.value(10).toString();
+            receipt.userName = query.value(11).toString();
+            receipt.deviceId = query.value(12).toULongLong();
+            receipt.kind = static_cast<ReceiptKind>(query.value(13).toInt());
+            receipt.upToSeq = query.value(14).toULongLong();
+            event.receipt = receipt;
+        } else {
+            event.entry = readEntry(query, 2);
+        }
+        return event;
+    }
+
     Result<qint64> readNewest(PreparedStatement& query, const QString& failure)
     {
         if (!query.runQuery() || !query.hasRow()) {
@@ -221,6 +261,9 @@ SqliteServerStore::~SqliteServerStore()
 {
     // The checkpoint thread and prepared statements go before the connection they belong to.
     m_checkpointer.reset();
+    if (sqlite3* connection = sqliteHandle(database())) {
+        sqlite3_rollback_hook(connection, nullptr, nullptr);
+    }
     m_preparedQueries.clear();
     m_statements.clear();
     {
@@ -258,7 +301,7 @@ PreparedStatement& SqliteServerStore::statement(const char* sql)
 }
 
 Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(
-    const QString& dataDir, int checkpointPages)
+    const QString& dataDir, int checkpointPages, int logFoldLag)
 {
     if (!QDir().mkpath(dataDir)) {
         return Error { StoreError::Storage, u"could not create the data folder " + dataDir };
@@ -300,6 +343,11 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(
     }
     store->m_checkpointer = std::make_unique<WalCheckpointer>(
         connection, path, checkpointPages, CheckpointInCommitTriggers * checkpointPages);
+    store->m_logFoldLag = logFoldLag;
+    sqlite3_rollback_hook(connection, &SqliteServerStore::afterRollback, store.get());
+    if (Result<Done> loaded = store->reloadLogTail(); !loaded) {
+        return loaded.error();
+    }
     qCInfo(lcServerDb) << "Opened" << path << "at schema" << SchemaVersion;
     return store;
 }
@@ -537,7 +585,9 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
                 result = failed;
             }
         }
+        return results;
     }
+    m_logTailChanged = false;
     return results;
 }
 
@@ -697,30 +747,114 @@ Result<QList<quint64>> SqliteServerStore::reserveOffsets(
 
 Result<Done> SqliteServerStore::writeLogs(BatchLogs& logs)
 {
-    // By user, then offset: consecutive inserts land on the same page of the log.
-    std::sort(logs.entries.begin(), logs.entries.end(),
-        [](const BatchLogs::Entry& a, const BatchLogs::Entry& b) {
-            return a.userId != b.userId ? a.userId < b.userId : a.offset < b.offset;
-        });
-    PreparedStatement& append
-        = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
+    // In the order handed out, which is each user's offset order.
     for (const BatchLogs::Entry& entry : std::as_const(logs.entries)) {
-        append.bindInt64(1, entry.userId);
-        append.bindInt64(2, entry.offset);
-        append.bindInt64(3, int(EventKind::Message));
-        append.bindInt64(4, entry.ref);
-        if (!append.run()) {
-            return storageError(QStringLiteral("could not append to an event log"), append.error());
+        if (Result<Done> appended
+            = appendLogEntry(entry.userId, entry.offset, int(EventKind::Message), entry.ref);
+            !appended) {
+            return appended;
         }
     }
+    return foldLogTail(logs.entries.size());
+}
+
+Result<Done> SqliteServerStore::appendLogEntry(qint64 userId, qint64 offset, int kind, qint64 ref)
+{
+    PreparedStatement& append = statement(
+        "INSERT INTO log_tail (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
+    append.bindInt64(1, userId);
+    append.bindInt64(2, offset);
+    append.bindInt64(3, kind);
+    append.bindInt64(4, ref);
+    if (!append.run()) {
+        return storageError(QStringLiteral("could not append to an event log"), append.error());
+    }
+    m_logTailChanged = true;
+    m_logTail.append(userId, LogTail::Entry { append.lastInsertRowId(), offset, kind, ref });
     return Done {};
+}
+
+Result<Done> SqliteServerStore::foldLogTail(qsizetype appended)
+{
+    // Folding twice what was added drains a tail that grew past the lag (a lower lag at start).
+    const qsizetype budget = 2 * appended;
+    qsizetype folded = 0;
+    PreparedStatement& insert
+        = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
+    while (m_logTail.size() > m_logFoldLag && folded < budget) {
+        // The tail is changed before the rows are written; should a write fail, the
+        // transaction rolls back and afterRollback() has the tail reloaded.
+        m_logTailChanged = true;
+        const LogTail::UserEntries oldest = m_logTail.takeOldest();
+        for (const LogTail::Entry& entry : oldest.entries) {
+            insert.bindInt64(1, oldest.userId);
+            insert.bindInt64(2, entry.offset);
+            insert.bindInt64(3, entry.kind);
+            insert.bindInt64(4, entry.ref);
+            if (!insert.run()) {
+                return storageError(
+                    QStringLiteral("could not move log entries into the log"), insert.error());
+            }
+        }
+        folded += oldest.entries.size();
+    }
+    if (folded == 0) {
+        return Done {};
+    }
+    // Every row before the oldest entry still waiting has been folded.
+    PreparedStatement& drop = statement("DELETE FROM log_tail WHERE id < ?");
+    drop.bindInt64(1, m_logTail.oldestTailId().value_or(std::numeric_limits<qint64>::max()));
+    if (!drop.run()) {
+        return storageError(QStringLiteral("could not drop moved log entries"), drop.error());
+    }
+    return Done {};
+}
+
+Result<Done> SqliteServerStore::reloadLogTail()
+{
+    m_logTail.clear();
+    QSqlQuery query(database());
+    query.setForwardOnly(true);
+    // In the order written, which is each user's offset order.
+    if (!query.exec(QStringLiteral(
+            "SELECT t.id, t.user_id, t.log_offset, t.kind, t.ref FROM log_tail t"
+            " WHERE NOT EXISTS (SELECT 1 FROM events e"
+            "                   WHERE e.user_id = t.user_id AND e.log_offset = t.log_offset)"
+            " ORDER BY t.id"))) {
+        return storageError(QStringLiteral("could not read the newest log entries"), query);
+    }
+    while (query.next()) {
+        m_logTail.append(query.value(1).toLongLong(),
+            LogTail::Entry { query.value(0).toLongLong(), query.value(2).toLongLong(),
+                query.value(3).toInt(), query.value(4).toLongLong() });
+    }
+    m_logTailStale = false;
+    m_logTailChanged = false;
+    qCDebug(lcServerDb) << "Log entries not yet folded:" << m_logTail.size();
+    return Done {};
+}
+
+Result<Done> SqliteServerStore::ensureLogTail()
+{
+    if (!m_logTailStale) {
+        return Done {};
+    }
+    qCInfo(lcServerDb) << "A transaction that wrote log entries rolled back; reloading them";
+    return reloadLogTail();
+}
+
+void SqliteServerStore::afterRollback(void* store)
+{
+    auto* self = static_cast<SqliteServerStore*>(store);
+    if (self->m_logTailChanged) {
+        self->m_logTailStale = true;
+        self->m_logTailChanged = false;
+    }
 }
 
 Result<QList<quint64>> SqliteServerStore::appendEvents(
     const QList<qint64>& userIds, int kind, qint64 ref)
 {
-    PreparedStatement& append
-        = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
     QList<quint64> offsets;
     offsets.reserve(userIds.size());
     for (const qint64 userId : userIds) {
@@ -729,32 +863,30 @@ Result<QList<quint64>> SqliteServerStore::appendEvents(
             return newest.error();
         }
         const qint64 offset = newest.value() + 1;
-        append.bindInt64(1, userId);
-        append.bindInt64(2, offset);
-        append.bindInt64(3, kind);
-        append.bindInt64(4, ref);
-        if (!append.run()) {
-            return storageError(QStringLiteral("could not append to an event log"), append.error());
+        if (Result<Done> appended = appendLogEntry(userId, offset, kind, ref); !appended) {
+            return appended.error();
         }
         offsets.append(static_cast<quint64>(offset));
+    }
+    if (Result<Done> folded = foldLogTail(userIds.size()); !folded) {
+        return folded.error();
     }
     return offsets;
 }
 
 Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOffset, int limit)
 {
+    if (Result<Done> ready = ensureLogTail(); !ready) {
+        return ready.error();
+    }
+    // The older part of the log is in events, its newest entries are in log_tail (LogTail);
+    // every offset in the tail is above every offset of the same user in events.
     QSqlQuery query(database());
     query.setForwardOnly(true);
-    // One row more than asked tells whether the page reaches the end of the log.
-    query.prepare(u"SELECT e.log_offset, e.kind, " + EntryColumns
-        + u", r.conversation_id, ru.name, r.device_id, r.kind, r.up_to_seq"
-          u" FROM events e"
-          u" LEFT JOIN messages m ON e.kind IN (1, 2) AND m.id = e.ref"
-          u" LEFT JOIN users u ON u.id = m.sender_user_id"
-          u" LEFT JOIN receipt_log r ON e.kind = 3 AND r.id = e.ref"
-          u" LEFT JOIN users ru ON ru.id = r.user_id"
-          u" WHERE e.user_id = ? AND e.log_offset > ?"
-          u" ORDER BY e.log_offset LIMIT ?");
+    // One row more than asked tells whether the page reaches the end of that part.
+    query.prepare(LogEventSelect
+        + u" FROM events e" + LogEventJoins
+        + u" WHERE e.user_id = ? AND e.log_offset > ? ORDER BY e.log_offset LIMIT ?");
     query.addBindValue(userId);
     query.addBindValue(static_cast<qint64>(afterOffset));
     query.addBindValue(limit + 1);
@@ -767,20 +899,26 @@ Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOff
         if (page.events.size() == limit) {
             return page;
         }
-        LogEvent event;
-        event.offset = query.value(0).toULongLong();
-        if (query.value(1).toInt() == int(EventKind::Receipt)) {
-            ReceiptRecord receipt;
-            receipt.conversationId = query.value(10).toString();
-            receipt.userName = query.value(11).toString();
-            receipt.deviceId = query.value(12).toULongLong();
-            receipt.kind = static_cast<ReceiptKind>(query.value(13).toInt());
-            receipt.upToSeq = query.value(14).toULongLong();
-            event.receipt = receipt;
-        } else {
-            event.entry = readEntry(query, 2);
+        page.events.append(readLogEvent(query));
+    }
+    if (const QList<LogTail::Entry>* tail = m_logTail.entriesOf(userId)) {
+        QSqlQuery& newest = preparedQuery(
+            LogEventSelect + u" FROM log_tail e" + LogEventJoins + u" WHERE e.id = ?");
+        for (const LogTail::Entry& entry : *tail) {
+            if (entry.offset <= static_cast<qint64>(afterOffset)) {
+                continue;
+            }
+            if (page.events.size() == limit) {
+                return page;
+            }
+            newest.addBindValue(entry.tailId);
+            if (!newest.exec() || !newest.next()) {
+                return storageError(QStringLiteral("could not read an event log's newest entry"),
+                    newest);
+            }
+            page.events.append(readLogEvent(newest));
+            newest.finish();
         }
-        page.events.append(std::move(event));
     }
     page.caughtUp = true;
     return page;
@@ -797,6 +935,12 @@ Result<quint64> SqliteServerStore::lastOffset(qint64 userId)
 
 Result<qint64> SqliteServerStore::newestLogOffset(qint64 userId)
 {
+    if (Result<Done> ready = ensureLogTail(); !ready) {
+        return ready.error();
+    }
+    if (const std::optional<qint64> inTail = m_logTail.newestOffset(userId)) {
+        return *inTail;
+    }
     // The end of the user's entries is the page the next entry goes to anyway; a counter in
     // the user's row cost one more page written per user and commit (docs/design.md, "Counters
     // read from the end"). max() of no rows is NULL, read as 0: an empty log.
@@ -923,6 +1067,7 @@ Result<ChangeResult> SqliteServerStore::commitMembershipChange(WriteTransaction&
         return storageError(QStringLiteral("could not commit a membership change"),
             transaction.error());
     }
+    m_logTailChanged = false;
     return ChangeResult { changed.value(), notifiedUserIds, true };
 }
 
@@ -1221,6 +1366,7 @@ Result<ChangeResult> SqliteServerStore::recordReceipt(qint64 userId, quint64 dev
     if (!transaction.commit()) {
         return storageError(QStringLiteral("could not commit a receipt"), transaction.error());
     }
+    m_logTailChanged = false;
     return ChangeResult { conversation.value(), memberIds, true };
 }
 

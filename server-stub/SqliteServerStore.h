@@ -1,5 +1,6 @@
 #pragma once
 
+#include "server-stub/LogTail.h"
 #include "server-stub/ServerStore.h"
 
 #include <QHash>
@@ -23,14 +24,18 @@ class WalCheckpointer;
 /// message has reached the disk. Used from the server's main thread only.
 class SqliteServerStore final : public ServerStore {
 public:
-    static constexpr int SchemaVersion = 3; ///< the number of steps in Migrations
+    static constexpr int SchemaVersion = 4; ///< the number of steps in Migrations
 
     /// The write-ahead log's length, in pages, at which a checkpoint starts on its own thread.
     static constexpr int DefaultCheckpointPages = 16384;
 
+    /// Log entries not yet folded from `log_tail` into `events` before the oldest are folded
+    /// (LogTail): per user, about this many over the number of active users at each fold.
+    static constexpr int DefaultLogFoldLag = 16384;
+
     /// Opens or creates `dataDir`/server.db and brings its schema up to date.
-    static Result<std::unique_ptr<SqliteServerStore>> open(
-        const QString& dataDir, int checkpointPages = DefaultCheckpointPages);
+    static Result<std::unique_ptr<SqliteServerStore>> open(const QString& dataDir,
+        int checkpointPages = DefaultCheckpointPages, int logFoldLag = DefaultLogFoldLag);
     ~SqliteServerStore() override;
 
     Result<Done> ping() override;
@@ -102,6 +107,19 @@ private:
     Result<qint64> newestSeq(const QByteArray& conversationId);
     /// Writes a batch's log entries, inside the caller's transaction.
     Result<Done> writeLogs(BatchLogs& logs);
+    /// Appends one entry to `log_tail` and to m_logTail, inside the caller's transaction.
+    Result<Done> appendLogEntry(qint64 userId, qint64 offset, int kind, qint64 ref);
+    /// Once more than m_logFoldLag entries wait, moves the entries of the users who have waited
+    /// longest into `events`, about twice as many as `appended` (the entries the transaction
+    /// added), and drops the rows of `log_tail` before the oldest entry left. Inside the
+    /// caller's transaction.
+    Result<Done> foldLogTail(qsizetype appended);
+    /// Rebuilds m_logTail from the rows of `log_tail` that are not in `events`: when opening,
+    /// and after a transaction that changed the tail rolled back.
+    Result<Done> reloadLogTail();
+    /// Reloads m_logTail if a rollback left it ahead of the file.
+    Result<Done> ensureLogTail();
+    static void afterRollback(void* store);
     /// The answer to a message whose id is stored already: the first result, or IdConflict when
     /// the id belongs to another sender or conversation.
     Result<StoredMessageAck> storedAck(const NewMessage& message);
@@ -135,6 +153,14 @@ private:
     std::map<QString, QSqlQuery> m_preparedQueries;
     /// Keyed by the statement's text (string literals, compared by address).
     std::map<const char*, std::unique_ptr<PreparedStatement>> m_statements;
+    /// The entries of `log_tail` not yet folded into `events` (LogTail).
+    LogTail m_logTail;
+    int m_logFoldLag = DefaultLogFoldLag;
+    /// Set when a write to the tail (in memory and in `log_tail`) is part of the open transaction;
+    /// cleared when that transaction commits.
+    bool m_logTailChanged = false;
+    /// Set when a transaction that changed the tail rolled back: m_logTail is ahead of the file.
+    bool m_logTailStale = false;
     /// Runs the log's checkpoints off the protocol thread; gone before the connection closes.
     std::unique_ptr<WalCheckpointer> m_checkpointer;
 };
