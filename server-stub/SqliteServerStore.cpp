@@ -207,7 +207,6 @@ namespace {
         return entry;
     }
 
-    /// Runs a bound `SELECT max(...)` and returns its value; max() of no rows is NULL, read as 0.
     /// An event-log entry with what it refers to; `e` is a row of events or of log_tail.
     const QString LogEventSelect = u"SELECT e.log_offset, e.kind, " + EntryColumns
         + u", r.conversation_id, ru.name, r.device_id, r.kind, r.up_to_seq";
@@ -235,6 +234,7 @@ namespace {
         return event;
     }
 
+    /// Runs a bound `SELECT max(...)` and returns its value; max() of no rows is NULL, read as 0.
     Result<qint64> readNewest(PreparedStatement& query, const QString& failure)
     {
         if (!query.runQuery() || !query.hasRow()) {
@@ -326,9 +326,9 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(
     if (auto migrated = migrateSqliteSchema(db.value(), Migrations, ApplicationId); !migrated) {
         return migrated.error();
     }
-    // A group message appends to the log of every member, and each member's newest log entries
-    // sit on a leaf page of their own: one commit changes about one page per member (a thousand
-    // for a group of 1,000). SQLite's default cache of 2 MiB could not hold them, so every commit
+    // A group message adds an entry to the log of every member, and each member's entries in
+    // events sit on a leaf page of their own: a fold (LogTail) changes about one page per member
+    // (a thousand for a group of 1,000); before log_tail, every commit did. SQLite's default cache of 2 MiB could not hold them, so every commit
     // read them back from the file; and its default checkpoint after 1,000 pages of WAL copied
     // them all into the database after nearly every commit, although the next commit changes
     // the same pages again. A larger cache, and a checkpoint every 16,384 pages (64 MiB of WAL),
@@ -587,7 +587,7 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
         }
         return results;
     }
-    m_logTailChanged = false;
+    m_memoryChanged = false;
     return results;
 }
 
@@ -650,6 +650,8 @@ Result<StoredMessageAck> SqliteServerStore::storeMessage(
         return storageError(QStringLiteral("could not store a message"), insert.error());
     }
     const qint64 ref = insert.lastInsertRowId();
+    m_memoryChanged = true;
+    rememberNewestSeq(conversationId, static_cast<qint64>(seq));
     Result<QList<quint64>> offsets = reserveOffsets(logs, memberIds, ref);
     if (!offsets) {
         return offsets.error();
@@ -769,7 +771,7 @@ Result<Done> SqliteServerStore::appendLogEntry(qint64 userId, qint64 offset, int
     if (!append.run()) {
         return storageError(QStringLiteral("could not append to an event log"), append.error());
     }
-    m_logTailChanged = true;
+    m_memoryChanged = true;
     m_logTail.append(userId, LogTail::Entry { append.lastInsertRowId(), offset, kind, ref });
     return Done {};
 }
@@ -784,7 +786,7 @@ Result<Done> SqliteServerStore::foldLogTail(qsizetype appended)
     while (m_logTail.size() > m_logFoldLag && folded < budget) {
         // The tail is changed before the rows are written; should a write fail, the
         // transaction rolls back and afterRollback() has the tail reloaded.
-        m_logTailChanged = true;
+        m_memoryChanged = true;
         const LogTail::UserEntries oldest = m_logTail.takeOldest();
         for (const LogTail::Entry& entry : oldest.entries) {
             insert.bindInt64(1, oldest.userId);
@@ -828,27 +830,29 @@ Result<Done> SqliteServerStore::reloadLogTail()
             LogTail::Entry { query.value(0).toLongLong(), query.value(2).toLongLong(),
                 query.value(3).toInt(), query.value(4).toLongLong() });
     }
-    m_logTailStale = false;
-    m_logTailChanged = false;
+    m_memoryStale = false;
+    m_memoryChanged = false;
     qCDebug(lcServerDb) << "Log entries not yet folded:" << m_logTail.size();
     return Done {};
 }
 
-Result<Done> SqliteServerStore::ensureLogTail()
+Result<Done> SqliteServerStore::ensureMemory()
 {
-    if (!m_logTailStale) {
+    if (!m_memoryStale) {
         return Done {};
     }
-    qCInfo(lcServerDb) << "A transaction that wrote log entries rolled back; reloading them";
+    qCInfo(lcServerDb) << "A transaction that wrote log entries or messages rolled back;"
+                          " reading them again";
+    m_newestSeqs.clear();
     return reloadLogTail();
 }
 
 void SqliteServerStore::afterRollback(void* store)
 {
     auto* self = static_cast<SqliteServerStore*>(store);
-    if (self->m_logTailChanged) {
-        self->m_logTailStale = true;
-        self->m_logTailChanged = false;
+    if (self->m_memoryChanged) {
+        self->m_memoryStale = true;
+        self->m_memoryChanged = false;
     }
 }
 
@@ -876,7 +880,7 @@ Result<QList<quint64>> SqliteServerStore::appendEvents(
 
 Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOffset, int limit)
 {
-    if (Result<Done> ready = ensureLogTail(); !ready) {
+    if (Result<Done> ready = ensureMemory(); !ready) {
         return ready.error();
     }
     // The older part of the log is in events, its newest entries are in log_tail (LogTail);
@@ -935,15 +939,15 @@ Result<quint64> SqliteServerStore::lastOffset(qint64 userId)
 
 Result<qint64> SqliteServerStore::newestLogOffset(qint64 userId)
 {
-    if (Result<Done> ready = ensureLogTail(); !ready) {
+    if (Result<Done> ready = ensureMemory(); !ready) {
         return ready.error();
     }
     if (const std::optional<qint64> inTail = m_logTail.newestOffset(userId)) {
         return *inTail;
     }
-    // The end of the user's entries is the page the next entry goes to anyway; a counter in
-    // the user's row cost one more page written per user and commit (docs/design.md, "Counters
-    // read from the end"). max() of no rows is NULL, read as 0: an empty log.
+    // Nothing waits in the tail: the newest entry is the end of the user's range in events; a
+    // counter in the user's row cost one more page written per user and commit (docs/design.md,
+    // "Counters read from the end"). max() of no rows is NULL, read as 0: an empty log.
     PreparedStatement& newest = statement("SELECT max(log_offset) FROM events WHERE user_id = ?");
     newest.bindInt64(1, userId);
     return readNewest(newest, QStringLiteral("could not read an event log's offset"));
@@ -951,12 +955,32 @@ Result<qint64> SqliteServerStore::newestLogOffset(qint64 userId)
 
 Result<qint64> SqliteServerStore::newestSeq(const QByteArray& conversationId)
 {
+    if (Result<Done> ready = ensureMemory(); !ready) {
+        return ready.error();
+    }
+    if (const auto cached = m_newestSeqs.constFind(conversationId); cached != m_newestSeqs.cend()) {
+        return cached.value();
+    }
     // As for the log: the end of the conversation's range of the (conversation_id, seq) index,
     // where the next message's entry goes. 0 for a conversation without messages.
     PreparedStatement& newest
         = statement("SELECT max(seq) FROM messages WHERE conversation_id = ?");
     newest.bindText(1, conversationId);
-    return readNewest(newest, QStringLiteral("could not read a sequence number"));
+    Result<qint64> read = readNewest(newest, QStringLiteral("could not read a sequence number"));
+    if (read) {
+        rememberNewestSeq(conversationId, read.value());
+    }
+    return read;
+}
+
+void SqliteServerStore::rememberNewestSeq(const QByteArray& conversationId, qint64 seq)
+{
+    // A bound on memory: most sends go to conversations that were busy a moment ago, and
+    // reading a forgotten one back costs one seek.
+    if (m_newestSeqs.size() >= MaxRememberedSeqs && !m_newestSeqs.contains(conversationId)) {
+        m_newestSeqs.clear();
+    }
+    m_newestSeqs.insert(conversationId, seq);
 }
 
 // Conversations ------------------------------------------------------------------------------
@@ -1042,6 +1066,8 @@ Result<Done> SqliteServerStore::recordMembershipChange(const QString& conversati
     if (!query.exec()) {
         return storageError(QStringLiteral("could not record a membership change"), query);
     }
+    m_memoryChanged = true;
+    rememberNewestSeq(conversationId.toUtf8(), seq);
     Result<QList<quint64>> appended
         = appendEvents(userIds, int(EventKind::Membership), query.lastInsertId().toLongLong());
     if (!appended) {
@@ -1067,7 +1093,7 @@ Result<ChangeResult> SqliteServerStore::commitMembershipChange(WriteTransaction&
         return storageError(QStringLiteral("could not commit a membership change"),
             transaction.error());
     }
-    m_logTailChanged = false;
+    m_memoryChanged = false;
     return ChangeResult { changed.value(), notifiedUserIds, true };
 }
 
@@ -1366,7 +1392,7 @@ Result<ChangeResult> SqliteServerStore::recordReceipt(qint64 userId, quint64 dev
     if (!transaction.commit()) {
         return storageError(QStringLiteral("could not commit a receipt"), transaction.error());
     }
-    m_logTailChanged = false;
+    m_memoryChanged = false;
     return ChangeResult { conversation.value(), memberIds, true };
 }
 

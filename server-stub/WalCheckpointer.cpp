@@ -70,7 +70,11 @@ quint64 WalCheckpointer::inlineCheckpoints() const
 int WalCheckpointer::afterCommit(void* self, sqlite3* db, const char* schema, int logPages)
 {
     auto* checkpointer = static_cast<WalCheckpointer*>(self);
-    checkpointer->m_logPagesAtLastCommit.store(logPages, std::memory_order_relaxed);
+    const int previousLogPages
+        = checkpointer->m_logPagesAtLastCommit.exchange(logPages, std::memory_order_relaxed);
+    if (logPages < previousLogPages) {
+        checkpointer->m_logGeneration.fetch_add(1, std::memory_order_relaxed);
+    }
     if (logPages >= checkpointer->m_limitPages) {
         // The thread is far behind: bound the log here, as SQLite's own checkpoint would.
         if (!std::exchange(checkpointer->m_overLimit, true)) {
@@ -90,9 +94,15 @@ int WalCheckpointer::afterCommit(void* self, sqlite3* db, const char* schema, in
     // commits back to back, the thread's checkpoint never copies the frames the writer added
     // while it ran, and the log would only grow. Once the thread has copied all but a few, the
     // writer copies the rest itself, between two of its transactions: a short copy.
-    const int backfilled = checkpointer->m_backfilledPages.load(std::memory_order_relaxed);
-    if (backfilled > 0 && logPages - backfilled <= checkpointer->m_finishPages) {
-        checkpointer->m_backfilledPages.store(0, std::memory_order_relaxed);
+    // A checkpoint the thread ran just before the log started over reports the old log's length
+    // as copied; only a report from the log as it is now counts.
+    const quint64 report = checkpointer->m_backfilled.load(std::memory_order_relaxed);
+    const bool currentLog
+        = quint32(report >> 32) == checkpointer->m_logGeneration.load(std::memory_order_relaxed);
+    const int backfilled = int(report & 0xffffffffU);
+    if (currentLog && backfilled > 0 && backfilled <= logPages
+        && logPages - backfilled <= checkpointer->m_finishPages) {
+        checkpointer->m_backfilled.store(0, std::memory_order_relaxed);
         sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
         std::lock_guard lock(checkpointer->m_mutex);
         ++checkpointer->m_finishingCheckpoints;
@@ -166,6 +176,7 @@ WalCheckpointer::Outcome WalCheckpointer::checkpoint()
     }
     int logPages = 0;
     int copiedPages = 0;
+    const quint32 generation = m_logGeneration.load(std::memory_order_relaxed);
     const int result = sqlite3_wal_checkpoint_v2(
         m_connection, nullptr, SQLITE_CHECKPOINT_PASSIVE, &logPages, &copiedPages);
     if (result == SQLITE_BUSY) {
@@ -186,7 +197,7 @@ WalCheckpointer::Outcome WalCheckpointer::checkpoint()
     }
     qCDebug(lcServerDb) << "Checkpoint copied" << copiedPages << "of" << logPages
                         << "pages of the write-ahead log";
-    m_backfilledPages.store(copiedPages, std::memory_order_relaxed);
+    m_backfilled.store((quint64(generation) << 32) | quint32(copiedPages), std::memory_order_relaxed);
     return Outcome::Done;
 }
 

@@ -70,9 +70,14 @@ private:
     sqlite3* m_connection = nullptr; ///< the thread's own
     bool m_overLimit = false; ///< the writer's: it has warned of this crossing already
     std::atomic<int> m_logPagesAtLastCommit { 0 };
-    /// Pages of the log copied as the thread's latest checkpoint left it; 0 once the writer
-    /// has finished that checkpoint.
-    std::atomic<int> m_backfilledPages { 0 };
+    /// How many times the log has started over, as the writer saw it (a commit that left the
+    /// log shorter than the one before). Written by the writer only.
+    std::atomic<quint32> m_logGeneration { 0 };
+    /// What the thread's latest checkpoint left copied: the generation it began in (high 32
+    /// bits) and the pages of the log copied (low 32); 0 once the writer has finished it. A
+    /// count from an earlier generation says nothing about the log as it is now: taken for the
+    /// current one, it once had the writer copy a whole fresh log inside a commit (20-30 ms).
+    std::atomic<quint64> m_backfilled { 0 };
 
     mutable std::mutex m_mutex;
     std::condition_variable m_wake;

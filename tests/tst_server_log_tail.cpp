@@ -3,8 +3,9 @@
 // few entries nearly every commit folds, so these checks cross the boundary all the time: every
 // page a device reads holds the offsets the acks announced, in order, with no gap and nothing
 // twice, from any starting point and with pages that span both tables; after the store is
-// reopened; and after a commit that failed while folding, whose entries must vanish from memory
-// as they vanished from the file.
+// reopened; and after a commit that failed while folding, whose entries (and the seqs its
+// messages took, which the store also keeps in memory) must vanish from memory as they vanished
+// from the file.
 
 #include "core/MessageId.h"
 #include "server-stub/SqliteServerStore.h"
@@ -53,6 +54,8 @@ private:
     std::map<QString, qint64> m_userIds;
     /// Per user id: offset -> message id, as the acks announced them.
     std::map<qint64, std::map<quint64, QByteArray>> m_announced;
+    /// Per conversation: the seq of the newest message acknowledged.
+    std::map<QString, quint64> m_lastSeqs;
     /// Per user id: the offset of the first message, after the group's creation.
     std::map<qint64, quint64> m_firstMessageOffset;
 };
@@ -82,6 +85,7 @@ void TestServerLogTail::cleanup()
     m_userIds.clear();
     m_announced.clear();
     m_firstMessageOffset.clear();
+    m_lastSeqs.clear();
 }
 
 void TestServerLogTail::openStore()
@@ -119,6 +123,11 @@ void TestServerLogTail::sendRounds(int rounds)
         for (qsizetype i = 0; i < batch.size(); ++i) {
             QVERIFY2(results[i], qPrintable(results[i] ? QString() : results[i].error().message));
             const StoredMessageAck& ack = results[i].value();
+            // Each conversation's seqs go on one by one, whatever was rolled back before.
+            if (const auto last = m_lastSeqs.find(batch[i].conversationId); last != m_lastSeqs.end()) {
+                QCOMPARE(ack.seq, last->second + 1);
+            }
+            m_lastSeqs[batch[i].conversationId] = ack.seq;
             QCOMPARE(ack.offsets.size(), ack.notifiedUserIds.size());
             for (qsizetype m = 0; m < ack.offsets.size(); ++m) {
                 auto& log = m_announced[ack.notifiedUserIds[m]];
