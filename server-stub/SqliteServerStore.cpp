@@ -536,6 +536,7 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
 {
     QList<Result<StoredMessageAck>> results;
     results.reserve(messages.size());
+    m_checkpointer->finishBeforeWrite();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         const Error failed
@@ -1100,6 +1101,7 @@ Result<ChangeResult> SqliteServerStore::commitMembershipChange(WriteTransaction&
 Result<ChangeResult> SqliteServerStore::createGroup(const QString& conversationId,
     const QString& title, qint64 creatorUserId, const QStringList& memberNames)
 {
+    m_checkpointer->finishBeforeWrite();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         return storageError(
@@ -1162,6 +1164,7 @@ Result<ChangeResult> SqliteServerStore::createGroup(const QString& conversationI
 Result<ChangeResult> SqliteServerStore::addMembers(
     const QString& conversationId, qint64 actorUserId, const QStringList& names)
 {
+    m_checkpointer->finishBeforeWrite();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         return storageError(QStringLiteral("could not start adding members"), transaction.error());
@@ -1216,6 +1219,7 @@ Result<ChangeResult> SqliteServerStore::addMembers(
 Result<ChangeResult> SqliteServerStore::removeMember(
     const QString& conversationId, qint64 actorUserId, const QString& name)
 {
+    m_checkpointer->finishBeforeWrite();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         return storageError(QStringLiteral("could not start removing a member"),
@@ -1322,6 +1326,7 @@ Result<HistoryPage> SqliteServerStore::history(
 Result<ChangeResult> SqliteServerStore::recordReceipt(qint64 userId, quint64 deviceId,
     const QString& conversationId, ReceiptKind kind, quint64 upToSeq)
 {
+    m_checkpointer->finishBeforeWrite();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         return storageError(QStringLiteral("could not start a receipt"), transaction.error());

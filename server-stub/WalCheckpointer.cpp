@@ -102,11 +102,15 @@ int WalCheckpointer::afterCommit(void* self, sqlite3* db, const char* schema, in
     const int backfilled = int(report & 0xffffffffU);
     if (currentLog && backfilled > 0 && backfilled <= logPages
         && logPages - backfilled <= checkpointer->m_finishPages) {
+        // Not here, inside the commit: the copy ends with a sync of the database file, and
+        // under a steady stream of writes to the log that sync took up to 15 ms now and then,
+        // held the answers of this commit's messages all that time, and the next batch grew.
         checkpointer->m_backfilled.store(0, std::memory_order_relaxed);
-        sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-        std::lock_guard lock(checkpointer->m_mutex);
-        ++checkpointer->m_finishingCheckpoints;
+        checkpointer->m_finishWanted = true;
         return SQLITE_OK;
+    }
+    if (checkpointer->m_finishWanted) {
+        return SQLITE_OK; // the writer copies the rest before its next transaction
     }
     {
         std::lock_guard lock(checkpointer->m_mutex);
@@ -114,6 +118,16 @@ int WalCheckpointer::afterCommit(void* self, sqlite3* db, const char* schema, in
     }
     checkpointer->m_wake.notify_one();
     return SQLITE_OK;
+}
+
+void WalCheckpointer::finishBeforeWrite()
+{
+    if (!std::exchange(m_finishWanted, false)) {
+        return;
+    }
+    sqlite3_wal_checkpoint_v2(m_writer, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    std::lock_guard lock(m_mutex);
+    ++m_finishingCheckpoints;
 }
 
 void WalCheckpointer::run()

@@ -24,8 +24,10 @@ namespace ferry::server {
 /// SQLite starts the log over only at a write transaction that begins with every frame of it
 /// copied. Under a steady stream of commits that never happens by itself: each of the thread's
 /// checkpoints misses the frames committed while it ran. So once the thread has copied all but
-/// a few pages (an eighth of the trigger, at most 256), the next commit copies those itself, a
-/// short passive checkpoint between two transactions, and the log starts over after it.
+/// a few pages (an eighth of the trigger, at most 256), the writer copies those itself before
+/// its next transaction (finishBeforeWrite()), a short passive checkpoint between two
+/// transactions, and the log starts over at that transaction. Not inside the commit that found
+/// the log ready: the answers to that commit's messages need not wait for the copy.
 /// Should the thread fall far behind (the log past `limitPages`, say a disk far slower than the
 /// writer), the writing connection checkpoints inline as SQLite would have, so the log stays
 /// bounded.
@@ -38,6 +40,12 @@ public:
     ~WalCheckpointer();
     WalCheckpointer(const WalCheckpointer&) = delete;
     WalCheckpointer& operator=(const WalCheckpointer&) = delete;
+
+    /// Copies the last pages of the log if a commit found the thread's checkpoint nearly done,
+    /// so that the next transaction starts the log over. The writer calls it before it begins
+    /// a write transaction, on its own thread; between two others it is a cheap no-op. Should a
+    /// writer never call it, the log grows to `limitPages`, where commits checkpoint themselves.
+    void finishBeforeWrite();
 
     /// Checkpoints the thread completed; short ones the writer ran to let the log start over;
     /// and those the writer had to run because the log reached `limitPages`.
@@ -69,6 +77,7 @@ private:
     const int m_finishPages;
     sqlite3* m_connection = nullptr; ///< the thread's own
     bool m_overLimit = false; ///< the writer's: it has warned of this crossing already
+    bool m_finishWanted = false; ///< the writer's: finishBeforeWrite() has a copy to make
     std::atomic<int> m_logPagesAtLastCommit { 0 };
     /// How many times the log has started over, as the writer saw it (a commit that left the
     /// log shorter than the one before). Written by the writer only.

@@ -107,6 +107,7 @@ void TestWalCheckpointer::theThreadCheckpointsAndTheLogStartsOver()
     // the class's work. A pause after each row gives the thread its turn on a busy machine.
     bool startedOver = false;
     for (int i = 0; i < 1'000 && !startedOver; ++i) {
+        checkpointer.finishBeforeWrite();
         QVERIFY(writer.writeRows(1));
         startedOver = checkpointer.logPagesAtLastCommit() < 64;
         QTest::qSleep(5);
@@ -127,6 +128,7 @@ void TestWalCheckpointer::theLogStartsOverUnderASteadyStreamOfCommits()
     int longest = 0;
     int previous = 0;
     for (int i = 0; i < 5'000 && startsOver < 3; ++i) {
+        checkpointer.finishBeforeWrite();
         QVERIFY(writer.writeRows(1));
         const int pages = checkpointer.logPagesAtLastCommit();
         longest = std::max(longest, pages);
