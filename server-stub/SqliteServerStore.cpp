@@ -918,8 +918,10 @@ Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOff
             }
             newest.addBindValue(entry.tailId);
             if (!newest.exec() || !newest.next()) {
-                return storageError(QStringLiteral("could not read an event log's newest entry"),
-                    newest);
+                const Error failed = storageError(
+                    QStringLiteral("could not read an event log's newest entry"), newest);
+                newest.finish();
+                return failed;
             }
             page.events.append(readLogEvent(newest));
             newest.finish();
