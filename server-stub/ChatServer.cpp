@@ -160,6 +160,7 @@ Result<Done> ChatServer::startHttp()
         now.checkpointsOnThread = log.checkpointsOnThread;
         now.checkpointsFinishedInCommit = log.checkpointsFinishedInCommit;
         now.checkpointsAtLimit = log.checkpointsAtLimit;
+        now.waitingLogEntries = log.waitingLogEntries;
         return QHttpServerResponse(QByteArrayLiteral("text/plain; version=0.0.4"),
             renderPrometheus(m_metrics, now));
     });

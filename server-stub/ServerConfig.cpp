@@ -104,6 +104,10 @@ namespace {
                 QStringLiteral("Pages of write-ahead log (4 KiB each) that start a checkpoint "
                                "(16384)."),
                 QStringLiteral("pages"), number(&ServerConfig::walCheckpointPages, 64, 1'000'000) },
+            { QStringLiteral("log-fold-lag"),
+                QStringLiteral("New event-log entries that wait in log_tail, indexed in memory, "
+                               "before the oldest are moved into the log (16384)."),
+                QStringLiteral("entries"), number(&ServerConfig::logFoldLag, 0, 10'000'000) },
             { QStringLiteral("commit-interval"),
                 QStringLiteral("Milliseconds between the starts of two commits of messages under "
                                "load; 0 commits once per pass of the event loop (1)."),

@@ -102,6 +102,10 @@ QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot&
     gauge(out, "ferry_store_wal_pages",
         "Pages in the store's write-ahead log after the latest commit (-1 when it has none).",
         now.storeLogPages);
+    gauge(out, "ferry_store_log_entries_waiting",
+        "Event-log entries in log_tail, indexed in memory, not yet moved into events (-1 when "
+        "the store keeps none); about --log-fold-lag at most, plus one commit's.",
+        now.waitingLogEntries);
     QList<std::pair<QByteArray, qint64>> checkpoints;
     for (const auto& [by, count] : { std::pair { "thread", now.checkpointsOnThread },
              std::pair { "commit_finish", now.checkpointsFinishedInCommit },

@@ -120,6 +120,8 @@ struct StoreLogStats {
     qint64 checkpointsFinishedInCommit = -1;
     /// The checkpoints a commit had to run because the log had reached its bound.
     qint64 checkpointsAtLimit = -1;
+    /// Event-log entries kept in memory until they are moved to their final place.
+    qint64 waitingLogEntries = -1;
 };
 
 /// Error kinds the store reports, so callers can map them onto protocol error codes.

@@ -369,6 +369,7 @@ StoreLogStats SqliteServerStore::logStats() const
     stats.checkpointsOnThread = qint64(m_checkpointer->checkpointsDone());
     stats.checkpointsFinishedInCommit = qint64(m_checkpointer->finishingCheckpoints());
     stats.checkpointsAtLimit = qint64(m_checkpointer->inlineCheckpoints());
+    stats.waitingLogEntries = qint64(m_logTail.size());
     return stats;
 }
 

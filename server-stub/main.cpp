@@ -62,7 +62,8 @@ int main(int argc, char* argv[])
     if (!Credentials::initialise()) {
         return fail(QStringLiteral("libsodium could not be initialised"));
     }
-    auto store = SqliteServerStore::open(config->dataDir, config->walCheckpointPages);
+    auto store = SqliteServerStore::open(
+        config->dataDir, config->walCheckpointPages, config->logFoldLag);
     if (!store) {
         return fail(store.error().message);
     }

@@ -59,10 +59,15 @@ void ServerLoadTest::manyConnectionsStayAuthenticatedAndEveryMessageArrivesOnce(
     QTemporaryDir dataDir;
     QVERIFY(dataDir.isValid());
     // Minimal password cost, or registering 10,000 accounts would take half an hour; a short
-    // heartbeat, so that every connection is pinged many times and must answer each time.
+    // heartbeat, so that every connection is pinged many times and must answer each time. The
+    // store keeps the newest log entries in memory up to a bound (--log-fold-lag), as SQLite
+    // keeps pages: a small bound, reached while the connections settle, so that the heap below
+    // measures what is kept beyond the bounds, and the entries are folded all through the soak.
+    constexpr int LogFoldLag = 1000;
     ServerProcess server(dataDir.path(),
         { u"--password-cost"_s, u"minimal"_s, u"--heartbeat-interval"_s, u"5"_s,
-            u"--heartbeat-timeout"_s, u"15"_s, u"--auth-timeout"_s, u"60"_s });
+            u"--heartbeat-timeout"_s, u"15"_s, u"--auth-timeout"_s, u"60"_s,
+            u"--log-fold-lag"_s, QString::number(LogFoldLag) });
     QVERIFY2(server.start(), qPrintable(server.errorString()));
 
     QProcess load;
@@ -86,11 +91,13 @@ void ServerLoadTest::manyConnectionsStayAuthenticatedAndEveryMessageArrivesOnce(
     };
     QList<double> heapSamples; ///< heap in use less the store's cache
     QList<double> cacheSamples;
+    QList<double> waitingSamples; ///< log entries waiting in memory
     auto sample = [&] {
         const double heap = metric(u"ferry_heap_bytes_in_use"_s);
         const double cache = metric(u"ferry_store_cache_bytes"_s);
         heapSamples.append(heap >= 0 && cache >= 0 ? heap - cache : -1.0);
         cacheSamples.append(cache);
+        waitingSamples.append(metric(u"ferry_store_log_entries_waiting"_s));
     };
     bool soaking = false;
     QElapsedTimer sinceSample;
@@ -181,6 +188,13 @@ void ServerLoadTest::manyConnectionsStayAuthenticatedAndEveryMessageArrivesOnce(
     QVERIFY2(cacheMost <= cacheLimit * 1.10,
         qPrintable(u"the store's cache held %1 bytes, above its bound of %2"_s.arg(cacheMost)
                 .arg(cacheLimit)));
+    // The log entries waiting in memory stay within theirs: the lag, plus what one commit (at
+    // most 512 direct messages, two entries each) added beyond it.
+    const double waitingMost = *std::max_element(waitingSamples.cbegin(), waitingSamples.cend());
+    QVERIFY2(!waitingSamples.contains(-1.0), "the server's metrics gave no waiting log entries");
+    QVERIFY2(waitingMost <= LogFoldLag + 1024,
+        qPrintable(u"%1 log entries waited in memory, above the lag of %2"_s.arg(waitingMost)
+                .arg(LogFoldLag)));
     // And the heap in use within 3 %. Bytes queued for slow readers come and go, so the bound
     // cannot be zero; 3 % of the heap of 10,000 connections is still less than what a leak of a
     // few hundred bytes per message or a few dozen per heartbeat adds in a five-minute run
