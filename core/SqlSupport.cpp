@@ -112,6 +112,24 @@ Result<QSqlDatabase> openSqliteDatabase(
             path + u" belongs to another program or another part of Ferry; it was left untouched" };
     }
 
+    // Switching a file to write-ahead logging rewrites its header, so a damaged file must be
+    // found before that, or what recovery keeps aside is no longer the file as it was. Files
+    // Ferry made are in WAL mode from their first open and skip this; a file of ours in another
+    // mode (copied back by some tool, or damaged) is checked whole first.
+    if (!blank) {
+        if (!query.exec(QStringLiteral("PRAGMA journal_mode")) || !query.next()) {
+            return storageError(u"could not read " + path, query);
+        }
+        if (query.value(0).toString() != u"wal") {
+            if (!query.exec(QStringLiteral("PRAGMA quick_check")) || !query.next()) {
+                return storageError(u"could not check " + path, query);
+            }
+            if (const QString verdict = query.value(0).toString(); verdict != u"ok") {
+                return Error { QStringLiteral("damaged"),
+                    u"could not read " + path + u" (damaged): " + verdict };
+            }
+        }
+    }
     if (!query.exec(QStringLiteral("PRAGMA journal_mode = WAL")) || !query.next()
         || query.value(0).toString() != u"wal") {
         return storageError(u"could not switch " + path + u" to write-ahead logging", query);

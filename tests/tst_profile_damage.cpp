@@ -49,7 +49,10 @@ QList<QJsonObject> jsonLines(const QString& output)
 /// How a test damages a database file.
 enum class Damage {
     CutInHalf, ///< the file ends half-way, in the middle of a page
-    GarbageInTheMiddle ///< 8 KiB of random bytes over the middle of the file
+    GarbageInTheMiddle, ///< 8 KiB of random bytes over the middle of the file
+    /// The same in a file first switched to a rollback journal, as a copy made by some other
+    /// tool may be: opening it would rewrite its header to switch it back.
+    GarbageInTheMiddleOfARollbackJournalFile
 };
 
 Result<Done> damageFile(const QString& path, Damage kind)
@@ -63,11 +66,25 @@ Result<Done> damageFile(const QString& path, Damage kind)
         return file.resize(size / 2) ? Result<Done>(Done {})
                                      : Error { u"files"_s, file.errorString() };
     }
+    if (kind == Damage::GarbageInTheMiddleOfARollbackJournalFile) {
+        file.close();
+        {
+            SqliteFile other(path);
+            QSqlQuery query(other.database());
+            if (!other.isOpen() || !query.exec(u"PRAGMA journal_mode = DELETE"_s) || !query.next()
+                || query.value(0).toString() != u"delete"_s) {
+                return Error { u"files"_s, u"could not switch "_s + path + u" to a rollback journal"_s };
+            }
+        }
+        if (!file.open(QIODevice::ReadWrite)) {
+            return Error { u"files"_s, file.errorString() };
+        }
+    }
     // The same garbage every run, so that every run damages the same pages the same way.
     QRandomGenerator random(20'240'601);
     QByteArray garbage(8192, Qt::Uninitialized);
     random.fillRange(reinterpret_cast<quint32*>(garbage.data()), garbage.size() / 4);
-    if (!file.seek(size / 2) || file.write(garbage) != garbage.size()) {
+    if (!file.seek(file.size() / 2) || file.write(garbage) != garbage.size()) {
         return Error { u"files"_s,
             u"could not overwrite "_s + path + u": "_s + file.errorString() };
     }
@@ -194,6 +211,11 @@ void TestProfileDamage::aDamagedDatabaseIsSetAsideAndWhatCanBeReadIsRecovered_da
     QTest::newRow("garbage over the middle, found by the command that reads it")
         << u"garbage-found-by-history"_s << Damage::GarbageInTheMiddle
         << QStringList { u"history"_s, u"bob"_s } << true;
+    // A file of ours not in WAL mode is checked whole before it is switched (which rewrites its
+    // header): the damage is found on opening, and the copy kept aside is the file as it was.
+    QTest::newRow("garbage over the middle of a rollback-journal file, found on opening")
+        << u"garbage-rollback-journal"_s << Damage::GarbageInTheMiddleOfARollbackJournalFile
+        << QStringList { u"status"_s } << true;
     QTest::newRow("garbage over the middle, found by repair")
         << u"garbage-found-by-repair"_s << Damage::GarbageInTheMiddle << QStringList { u"repair"_s }
         << true;
