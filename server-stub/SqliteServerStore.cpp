@@ -328,13 +328,14 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(
     }
     // A group message adds an entry to the log of every member, and each member's entries in
     // events sit on a leaf page of their own: a fold (LogTail) changes about one page per member
-    // (a thousand for a group of 1,000); before log_tail, every commit did. SQLite's default cache of 2 MiB could not hold them, so every commit
-    // read them back from the file; and its default checkpoint after 1,000 pages of WAL copied
-    // them all into the database after nearly every commit, although the next commit changes
-    // the same pages again. A larger cache, and a checkpoint every 16,384 pages (64 MiB of WAL),
-    // write each such page to the database once per many commits. That checkpoint runs on a
-    // thread of its own: run by SQLite inside the commit that crossed the threshold, it held
-    // every message behind that commit for 20-35 ms (WalCheckpointer.h).
+    // (a thousand for a group of 1,000); before log_tail, every commit did. SQLite's default
+    // cache of 2 MiB could not hold them, so every commit read them back from the file; and its
+    // default checkpoint after 1,000 pages of WAL copied them all into the database after nearly
+    // every commit, although the next commit changes the same pages again. A larger cache, and
+    // a checkpoint every 16,384 pages (64 MiB of WAL), write each such page to the database once
+    // per many commits. That checkpoint runs on a thread of its own: run by SQLite inside the
+    // commit that crossed the threshold, it held every message behind that commit for 20-35 ms
+    // (WalCheckpointer.h).
     QSqlQuery settings(db.value());
     settings.exec(QStringLiteral("PRAGMA cache_size = -%1").arg(CacheKiB));
     sqlite3* connection = sqliteHandle(db.value());

@@ -211,7 +211,8 @@ WalCheckpointer::Outcome WalCheckpointer::checkpoint()
     }
     qCDebug(lcServerDb) << "Checkpoint copied" << copiedPages << "of" << logPages
                         << "pages of the write-ahead log";
-    m_backfilled.store((quint64(generation) << 32) | quint32(copiedPages), std::memory_order_relaxed);
+    m_backfilled.store(
+        (quint64(generation) << 32) | quint32(copiedPages), std::memory_order_relaxed);
     return Outcome::Done;
 }
 

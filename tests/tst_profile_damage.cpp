@@ -73,7 +73,8 @@ Result<Done> damageFile(const QString& path, Damage kind)
             QSqlQuery query(other.database());
             if (!other.isOpen() || !query.exec(u"PRAGMA journal_mode = DELETE"_s) || !query.next()
                 || query.value(0).toString() != u"delete"_s) {
-                return Error { u"files"_s, u"could not switch "_s + path + u" to a rollback journal"_s };
+                return Error { u"files"_s,
+                    u"could not switch "_s + path + u" to a rollback journal"_s };
             }
         }
         if (!file.open(QIODevice::ReadWrite)) {

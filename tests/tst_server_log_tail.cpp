@@ -124,7 +124,8 @@ void TestServerLogTail::sendRounds(int rounds)
             QVERIFY2(results[i], qPrintable(results[i] ? QString() : results[i].error().message));
             const StoredMessageAck& ack = results[i].value();
             // Each conversation's seqs go on one by one, whatever was rolled back before.
-            if (const auto last = m_lastSeqs.find(batch[i].conversationId); last != m_lastSeqs.end()) {
+            if (const auto last = m_lastSeqs.find(batch[i].conversationId);
+                last != m_lastSeqs.end()) {
                 QCOMPARE(ack.seq, last->second + 1);
             }
             m_lastSeqs[batch[i].conversationId] = ack.seq;
