@@ -36,7 +36,6 @@ public:
     std::optional<qint64> newestOffset(qint64 userId) const;
     /// Entries not folded yet, all users together.
     qsizetype size() const { return m_size; }
-    bool isEmpty() const { return m_size == 0; }
     /// The oldest row of `log_tail` that is not folded yet; every row before it may go.
     std::optional<qint64> oldestTailId() const;
 

@@ -538,7 +538,7 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
 {
     QList<Result<StoredMessageAck>> results;
     results.reserve(messages.size());
-    m_checkpointer->finishBeforeWrite();
+    beforeWriteTransaction();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         const Error failed
@@ -590,7 +590,6 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
         }
         return results;
     }
-    m_memoryChanged = false;
     return results;
 }
 
@@ -850,6 +849,14 @@ Result<Done> SqliteServerStore::ensureMemory()
     return reloadLogTail();
 }
 
+void SqliteServerStore::beforeWriteTransaction()
+{
+    m_checkpointer->finishBeforeWrite();
+    // The transaction before this one committed, or rolled back and afterRollback() marked the
+    // memory stale: either way, what the next one changes starts here.
+    m_memoryChanged = false;
+}
+
 void SqliteServerStore::afterRollback(void* store)
 {
     auto* self = static_cast<SqliteServerStore*>(store);
@@ -1098,14 +1105,13 @@ Result<ChangeResult> SqliteServerStore::commitMembershipChange(WriteTransaction&
         return storageError(QStringLiteral("could not commit a membership change"),
             transaction.error());
     }
-    m_memoryChanged = false;
     return ChangeResult { changed.value(), notifiedUserIds, true };
 }
 
 Result<ChangeResult> SqliteServerStore::createGroup(const QString& conversationId,
     const QString& title, qint64 creatorUserId, const QStringList& memberNames)
 {
-    m_checkpointer->finishBeforeWrite();
+    beforeWriteTransaction();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         return storageError(
@@ -1168,7 +1174,7 @@ Result<ChangeResult> SqliteServerStore::createGroup(const QString& conversationI
 Result<ChangeResult> SqliteServerStore::addMembers(
     const QString& conversationId, qint64 actorUserId, const QStringList& names)
 {
-    m_checkpointer->finishBeforeWrite();
+    beforeWriteTransaction();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         return storageError(QStringLiteral("could not start adding members"), transaction.error());
@@ -1223,7 +1229,7 @@ Result<ChangeResult> SqliteServerStore::addMembers(
 Result<ChangeResult> SqliteServerStore::removeMember(
     const QString& conversationId, qint64 actorUserId, const QString& name)
 {
-    m_checkpointer->finishBeforeWrite();
+    beforeWriteTransaction();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         return storageError(QStringLiteral("could not start removing a member"),
@@ -1330,7 +1336,7 @@ Result<HistoryPage> SqliteServerStore::history(
 Result<ChangeResult> SqliteServerStore::recordReceipt(qint64 userId, quint64 deviceId,
     const QString& conversationId, ReceiptKind kind, quint64 upToSeq)
 {
-    m_checkpointer->finishBeforeWrite();
+    beforeWriteTransaction();
     WriteTransaction transaction(database());
     if (!transaction.isOpen()) {
         return storageError(QStringLiteral("could not start a receipt"), transaction.error());
@@ -1401,7 +1407,6 @@ Result<ChangeResult> SqliteServerStore::recordReceipt(qint64 userId, quint64 dev
     if (!transaction.commit()) {
         return storageError(QStringLiteral("could not commit a receipt"), transaction.error());
     }
-    m_memoryChanged = false;
     return ChangeResult { conversation.value(), memberIds, true };
 }
 

@@ -120,6 +120,9 @@ private:
     Result<Done> ensureMemory();
     /// Notes the newest seq of a conversation, read or just handed out.
     void rememberNewestSeq(const QByteArray& conversationId, qint64 seq);
+    /// Before each write transaction of the store's own: the checkpointer's finishing copy,
+    /// and a fresh start for m_memoryChanged.
+    void beforeWriteTransaction();
     static void afterRollback(void* store);
     /// The answer to a message whose id is stored already: the first result, or IdConflict when
     /// the id belongs to another sender or conversation.
@@ -163,7 +166,7 @@ private:
     QHash<QByteArray, qint64> m_newestSeqs;
     static constexpr qsizetype MaxRememberedSeqs = 65536;
     /// Set when the open transaction changed what is kept in memory (m_logTail, m_newestSeqs);
-    /// cleared when that transaction commits.
+    /// cleared as the next one begins (beforeWriteTransaction).
     bool m_memoryChanged = false;
     /// Set when such a transaction rolled back: the memory is ahead of the file.
     bool m_memoryStale = false;
