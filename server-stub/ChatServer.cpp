@@ -161,6 +161,7 @@ Result<Done> ChatServer::startHttp()
         now.checkpointsFinishedInCommit = log.checkpointsFinishedInCommit;
         now.checkpointsAtLimit = log.checkpointsAtLimit;
         now.waitingLogEntries = log.waitingLogEntries;
+        now.waitingIndexEntries = log.waitingIndexEntries;
         return QHttpServerResponse(QByteArrayLiteral("text/plain; version=0.0.4"),
             renderPrometheus(m_metrics, now));
     });

@@ -105,8 +105,9 @@ namespace {
                                "(16384)."),
                 QStringLiteral("pages"), number(&ServerConfig::walCheckpointPages, 64, 1'000'000) },
             { QStringLiteral("log-fold-lag"),
-                QStringLiteral("New event-log entries that wait in log_tail, indexed in memory, "
-                               "before the oldest are moved into the log (16384)."),
+                QStringLiteral("New event-log entries that wait in log_tail, and new messages "
+                               "that wait for conversation_index, each indexed in memory, "
+                               "before the oldest are moved (16384)."),
                 QStringLiteral("entries"), number(&ServerConfig::logFoldLag, 0, 10'000'000) },
             { QStringLiteral("commit-interval"),
                 QStringLiteral("Milliseconds between the starts of two commits of messages under "

@@ -24,7 +24,9 @@ struct ServerConfig {
 
     int syncBatchLimit = 2000;      ///< most events in one sync batch
     int walCheckpointPages = 16384; ///< write-ahead log pages that start a checkpoint
-    int logFoldLag = 16384; ///< event-log entries waiting in log_tail before the oldest move
+    /// Event-log entries waiting in log_tail, and messages waiting for conversation_index,
+    /// before the oldest move.
+    int logFoldLag = 16384;
     /// Group commits of messages start at most this often (0: one per pass of the event loop).
     std::chrono::microseconds commitInterval { 1000 };
     qsizetype maxFrameBytes = 64 * 1024;

@@ -106,6 +106,10 @@ QByteArray renderPrometheus(const ServerMetrics& metrics, const MetricsSnapshot&
         "Event-log entries in log_tail, indexed in memory, not yet moved into events (-1 when "
         "the store keeps none); about --log-fold-lag at most, plus one commit's.",
         now.waitingLogEntries);
+    gauge(out, "ferry_store_index_entries_waiting",
+        "Messages not yet in conversation_index, indexed in memory (-1 when the store keeps "
+        "none); about --log-fold-lag at most, plus one commit's.",
+        now.waitingIndexEntries);
     QList<std::pair<QByteArray, qint64>> checkpoints;
     for (const auto& [by, count] : { std::pair { "thread", now.checkpointsOnThread },
              std::pair { "commit_finish", now.checkpointsFinishedInCommit },

@@ -59,6 +59,7 @@ struct MetricsSnapshot {
     qint64 checkpointsFinishedInCommit = -1;
     qint64 checkpointsAtLimit = -1;
     qint64 waitingLogEntries = -1;
+    qint64 waitingIndexEntries = -1;
 };
 
 /// Bytes the allocator has handed out and not yet been given back, -1 where it cannot say.

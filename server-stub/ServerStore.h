@@ -122,6 +122,8 @@ struct StoreLogStats {
     qint64 checkpointsAtLimit = -1;
     /// Event-log entries kept in memory until they are moved to their final place.
     qint64 waitingLogEntries = -1;
+    /// Messages whose entry in their conversation's index is kept in memory until it moves.
+    qint64 waitingIndexEntries = -1;
 };
 
 /// Error kinds the store reports, so callers can map them onto protocol error codes.

@@ -132,6 +132,39 @@ namespace {
                            " kind INTEGER NOT NULL,"
                            " ref INTEGER NOT NULL)"),
         },
+        // 5: the same for the conversations: a message's (conversation, seq) entry goes to
+        // conversation_index in bulk later (SeqTail), so messages loses its UNIQUE
+        // (conversation_id, seq), whose index SQLite wrote at once. The rows of messages from
+        // conversation_index_state.waiting_from on that are not in conversation_index wait.
+        {
+            QStringLiteral("CREATE TABLE messages_v5 ("
+                           " id INTEGER PRIMARY KEY,"
+                           " message_id BLOB NOT NULL UNIQUE,"
+                           " conversation_id TEXT NOT NULL REFERENCES conversations (id),"
+                           " seq INTEGER NOT NULL,"
+                           " sender_user_id INTEGER NOT NULL REFERENCES users (id),"
+                           " sender_device_id INTEGER NOT NULL,"
+                           " body BLOB NOT NULL,"
+                           " server_time_ms INTEGER NOT NULL,"
+                           " kind INTEGER NOT NULL DEFAULT 0)"),
+            QStringLiteral("INSERT INTO messages_v5 (id, message_id, conversation_id, seq,"
+                           " sender_user_id, sender_device_id, body, server_time_ms, kind)"
+                           " SELECT id, message_id, conversation_id, seq, sender_user_id,"
+                           " sender_device_id, body, server_time_ms, kind FROM messages"),
+            QStringLiteral("DROP TABLE messages"),
+            QStringLiteral("ALTER TABLE messages_v5 RENAME TO messages"),
+            QStringLiteral("CREATE TABLE conversation_index ("
+                           " conversation_id TEXT NOT NULL,"
+                           " seq INTEGER NOT NULL,"
+                           " message_ref INTEGER NOT NULL,"
+                           " PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID"),
+            QStringLiteral("INSERT INTO conversation_index (conversation_id, seq, message_ref)"
+                           " SELECT conversation_id, seq, id FROM messages"),
+            QStringLiteral("CREATE TABLE conversation_index_state ("
+                           " waiting_from INTEGER NOT NULL)"),
+            QStringLiteral("INSERT INTO conversation_index_state (waiting_from)"
+                           " SELECT coalesce(max(id), 0) + 1 FROM messages"),
+        },
     };
 
     QString actionName(MembershipAction action)
@@ -346,7 +379,7 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(
         connection, path, checkpointPages, CheckpointInCommitTriggers * checkpointPages);
     store->m_logFoldLag = logFoldLag;
     sqlite3_rollback_hook(connection, &SqliteServerStore::afterRollback, store.get());
-    if (Result<Done> loaded = store->reloadLogTail(); !loaded) {
+    if (Result<Done> loaded = store->reloadTails(); !loaded) {
         return loaded.error();
     }
     qCInfo(lcServerDb) << "Opened" << path << "at schema" << SchemaVersion;
@@ -371,6 +404,7 @@ StoreLogStats SqliteServerStore::logStats() const
     stats.checkpointsFinishedInCommit = qint64(m_checkpointer->finishingCheckpoints());
     stats.checkpointsAtLimit = qint64(m_checkpointer->inlineCheckpoints());
     stats.waitingLogEntries = qint64(m_logTail.size());
+    stats.waitingIndexEntries = qint64(m_seqTail.size());
     return stats;
 }
 
@@ -566,19 +600,26 @@ QList<Result<StoredMessageAck>> SqliteServerStore::appendMessages(const QList<Ne
         return results;
     };
     BatchLogs logs;
+    qsizetype newMessages = 0;
     for (const NewMessage& message : messages) {
         bool wrote = false;
         Result<StoredMessageAck> stored = storeMessage(message, logs, wrote);
         if (!stored && wrote) {
             return failAll(stored.error());
         }
+        if (stored && !stored->alreadyStored) {
+            ++newMessages;
+        }
         results.append(std::move(stored));
     }
 
-    // The log entries of all the batch's messages; should that fail, none of them is stored
-    // (the transaction rolls back when it goes out of scope).
+    // The log entries of all the batch's messages, and the conversations' index; should that
+    // fail, none of them is stored (the transaction rolls back when it goes out of scope).
     if (Result<Done> written = writeLogs(logs); !written) {
         return failAll(written.error());
+    }
+    if (Result<Done> folded = foldSeqTail(newMessages); !folded) {
+        return failAll(folded.error());
     }
     if (!transaction.commit()) {
         const Error failed
@@ -653,6 +694,7 @@ Result<StoredMessageAck> SqliteServerStore::storeMessage(
     }
     const qint64 ref = insert.lastInsertRowId();
     m_memoryChanged = true;
+    m_seqTail.append(conversationId, SeqTailEntry { ref, static_cast<qint64>(seq) });
     rememberNewestSeq(conversationId, static_cast<qint64>(seq));
     Result<QList<quint64>> offsets = reserveOffsets(logs, memberIds, ref);
     if (!offsets) {
@@ -774,7 +816,7 @@ Result<Done> SqliteServerStore::appendLogEntry(qint64 userId, qint64 offset, int
         return storageError(QStringLiteral("could not append to an event log"), append.error());
     }
     m_memoryChanged = true;
-    m_logTail.append(userId, LogTail::Entry { append.lastInsertRowId(), offset, kind, ref });
+    m_logTail.append(userId, LogTailEntry { append.lastInsertRowId(), offset, kind, ref });
     return Done {};
 }
 
@@ -789,9 +831,9 @@ Result<Done> SqliteServerStore::foldLogTail(qsizetype appended)
         // The tail is changed before the rows are written; should a write fail, the
         // transaction rolls back and afterRollback() has the tail reloaded.
         m_memoryChanged = true;
-        const LogTail::UserEntries oldest = m_logTail.takeOldest();
-        for (const LogTail::Entry& entry : oldest.entries) {
-            insert.bindInt64(1, oldest.userId);
+        const LogTail::KeyEntries oldest = m_logTail.takeOldest();
+        for (const LogTailEntry& entry : oldest.entries) {
+            insert.bindInt64(1, oldest.key);
             insert.bindInt64(2, entry.offset);
             insert.bindInt64(3, entry.kind);
             insert.bindInt64(4, entry.ref);
@@ -807,7 +849,7 @@ Result<Done> SqliteServerStore::foldLogTail(qsizetype appended)
     }
     // Every row before the oldest entry still waiting has been folded.
     PreparedStatement& drop = statement("DELETE FROM log_tail WHERE id < ?");
-    drop.bindInt64(1, m_logTail.oldestTailId().value_or(std::numeric_limits<qint64>::max()));
+    drop.bindInt64(1, m_logTail.oldestRow().value_or(std::numeric_limits<qint64>::max()));
     if (!drop.run()) {
         return storageError(QStringLiteral("could not drop moved log entries"), drop.error());
     }
@@ -829,12 +871,84 @@ Result<Done> SqliteServerStore::reloadLogTail()
     }
     while (query.next()) {
         m_logTail.append(query.value(1).toLongLong(),
-            LogTail::Entry { query.value(0).toLongLong(), query.value(2).toLongLong(),
+            LogTailEntry { query.value(0).toLongLong(), query.value(2).toLongLong(),
                 query.value(3).toInt(), query.value(4).toLongLong() });
+    }
+    qCDebug(lcServerDb) << "Log entries not yet folded:" << m_logTail.size();
+    return Done {};
+}
+
+Result<Done> SqliteServerStore::foldSeqTail(qsizetype appended)
+{
+    // As foldLogTail(), except that the waiting entries are the message rows themselves: what
+    // moves on is the mark from which messages may still be waiting.
+    const qsizetype budget = 2 * appended;
+    qsizetype folded = 0;
+    qint64 newestFolded = 0;
+    PreparedStatement& insert = statement(
+        "INSERT INTO conversation_index (conversation_id, seq, message_ref) VALUES (?, ?, ?)");
+    while (m_seqTail.size() > m_logFoldLag && folded < budget) {
+        m_memoryChanged = true;
+        const SeqTail::KeyEntries oldest = m_seqTail.takeOldest();
+        for (const SeqTailEntry& entry : oldest.entries) {
+            insert.bindText(1, oldest.key);
+            insert.bindInt64(2, entry.seq);
+            insert.bindInt64(3, entry.row);
+            if (!insert.run()) {
+                return storageError(QStringLiteral("could not move messages into the"
+                                                   " conversations' index"),
+                    insert.error());
+            }
+        }
+        folded += oldest.entries.size();
+        newestFolded = std::max(newestFolded, oldest.entries.last().row);
+    }
+    if (folded == 0) {
+        return Done {};
+    }
+    // With nothing left waiting, every message so far has been folded, the newest among them.
+    PreparedStatement& mark = statement("UPDATE conversation_index_state SET waiting_from = ?");
+    mark.bindInt64(1, m_seqTail.oldestRow().value_or(newestFolded + 1));
+    if (!mark.run()) {
+        return storageError(
+            QStringLiteral("could not note where waiting messages start"), mark.error());
+    }
+    return Done {};
+}
+
+Result<Done> SqliteServerStore::reloadSeqTail()
+{
+    m_seqTail.clear();
+    QSqlQuery query(database());
+    query.setForwardOnly(true);
+    // In the order stored, which is each conversation's seq order.
+    if (!query.exec(QStringLiteral(
+            "SELECT m.id, m.conversation_id, m.seq FROM messages m"
+            " WHERE m.id >= (SELECT waiting_from FROM conversation_index_state)"
+            " AND NOT EXISTS (SELECT 1 FROM conversation_index c"
+            "                 WHERE c.conversation_id = m.conversation_id AND c.seq = m.seq)"
+            " ORDER BY m.id"))) {
+        return storageError(QStringLiteral("could not read the newest messages"), query);
+    }
+    while (query.next()) {
+        m_seqTail.append(query.value(1).toString().toUtf8(),
+            SeqTailEntry { query.value(0).toLongLong(), query.value(2).toLongLong() });
+    }
+    qCDebug(lcServerDb) << "Messages not yet in the conversations' index:" << m_seqTail.size();
+    return Done {};
+}
+
+Result<Done> SqliteServerStore::reloadTails()
+{
+    m_newestSeqs.clear();
+    if (Result<Done> loaded = reloadLogTail(); !loaded) {
+        return loaded;
+    }
+    if (Result<Done> loaded = reloadSeqTail(); !loaded) {
+        return loaded;
     }
     m_memoryStale = false;
     m_memoryChanged = false;
-    qCDebug(lcServerDb) << "Log entries not yet folded:" << m_logTail.size();
     return Done {};
 }
 
@@ -845,8 +959,7 @@ Result<Done> SqliteServerStore::ensureMemory()
     }
     qCInfo(lcServerDb) << "A transaction that wrote log entries or messages rolled back;"
                           " reading them again";
-    m_newestSeqs.clear();
-    return reloadLogTail();
+    return reloadTails();
 }
 
 void SqliteServerStore::beforeWriteTransaction()
@@ -915,17 +1028,17 @@ Result<EventPage> SqliteServerStore::eventsAfter(qint64 userId, quint64 afterOff
         }
         page.events.append(readLogEvent(query));
     }
-    if (const QList<LogTail::Entry>* tail = m_logTail.entriesOf(userId)) {
+    if (const QList<LogTailEntry>* tail = m_logTail.entriesOf(userId)) {
         QSqlQuery& newest = preparedQuery(
             LogEventSelect + u" FROM log_tail e" + LogEventJoins + u" WHERE e.id = ?");
-        for (const LogTail::Entry& entry : *tail) {
+        for (const LogTailEntry& entry : *tail) {
             if (entry.offset <= static_cast<qint64>(afterOffset)) {
                 continue;
             }
             if (page.events.size() == limit) {
                 return page;
             }
-            newest.addBindValue(entry.tailId);
+            newest.addBindValue(entry.row);
             if (!newest.exec() || !newest.next()) {
                 const Error failed = storageError(
                     QStringLiteral("could not read an event log's newest entry"), newest);
@@ -954,8 +1067,8 @@ Result<qint64> SqliteServerStore::newestLogOffset(qint64 userId)
     if (Result<Done> ready = ensureMemory(); !ready) {
         return ready.error();
     }
-    if (const std::optional<qint64> inTail = m_logTail.newestOffset(userId)) {
-        return *inTail;
+    if (const QList<LogTailEntry>* inTail = m_logTail.entriesOf(userId)) {
+        return inTail->last().offset;
     }
     // Nothing waits in the tail: the newest entry is the end of the user's range in events; a
     // counter in the user's row cost one more page written per user and commit (docs/design.md,
@@ -973,10 +1086,14 @@ Result<qint64> SqliteServerStore::newestSeq(const QByteArray& conversationId)
     if (const auto cached = m_newestSeqs.constFind(conversationId); cached != m_newestSeqs.cend()) {
         return cached.value();
     }
-    // As for the log: the end of the conversation's range of the (conversation_id, seq) index,
-    // where the next message's entry goes. 0 for a conversation without messages.
+    // As for the log: the newest message waiting, else the end of the conversation's range in
+    // conversation_index. 0 for a conversation without messages.
+    if (const QList<SeqTailEntry>* waiting = m_seqTail.entriesOf(conversationId)) {
+        rememberNewestSeq(conversationId, waiting->last().seq);
+        return waiting->last().seq;
+    }
     PreparedStatement& newest
-        = statement("SELECT max(seq) FROM messages WHERE conversation_id = ?");
+        = statement("SELECT max(seq) FROM conversation_index WHERE conversation_id = ?");
     newest.bindText(1, conversationId);
     Result<qint64> read = readNewest(newest, QStringLiteral("could not read a sequence number"));
     if (read) {
@@ -1078,14 +1195,15 @@ Result<Done> SqliteServerStore::recordMembershipChange(const QString& conversati
     if (!query.exec()) {
         return storageError(QStringLiteral("could not record a membership change"), query);
     }
+    const qint64 ref = query.lastInsertId().toLongLong();
     m_memoryChanged = true;
+    m_seqTail.append(conversationId.toUtf8(), SeqTailEntry { ref, seq });
     rememberNewestSeq(conversationId.toUtf8(), seq);
-    Result<QList<quint64>> appended
-        = appendEvents(userIds, int(EventKind::Membership), query.lastInsertId().toLongLong());
+    Result<QList<quint64>> appended = appendEvents(userIds, int(EventKind::Membership), ref);
     if (!appended) {
         return appended.error();
     }
-    return Done {};
+    return foldSeqTail(1);
 }
 
 Result<ChangeResult> SqliteServerStore::commitMembershipChange(WriteTransaction& transaction,
@@ -1308,27 +1426,65 @@ Result<HistoryPage> SqliteServerStore::history(
         return conversation.error();
     }
     const quint64 before = beforeSeq == 0 ? conversation->lastSeq + 1 : beforeSeq;
+    // One entry more than asked tells whether there are more.
+    Result<QList<ConversationEntry>> newest = newestEntries(conversationId, before, limit + 1);
+    if (!newest) {
+        return newest.error();
+    }
+    HistoryPage page;
+    page.hasMore = newest->size() > limit;
+    for (qsizetype i = std::min<qsizetype>(limit, newest->size()) - 1; i >= 0; --i) {
+        page.entries.append(std::move(newest.value()[i]));
+    }
+    return page;
+}
 
+Result<QList<ConversationEntry>> SqliteServerStore::newestEntries(
+    const QString& conversationId, quint64 beforeSeq, int limit)
+{
+    // The conversation's messages still waiting have the highest seqs: a fold moves all of a
+    // conversation's waiting messages at once.
+    QList<ConversationEntry> entries;
+    const QString entryFrom = u"SELECT " + EntryColumns
+        + u" FROM messages m JOIN users u ON u.id = m.sender_user_id";
+    if (const QList<SeqTailEntry>* waiting = m_seqTail.entriesOf(conversationId.toUtf8())) {
+        QSqlQuery& byRow = preparedQuery(entryFrom + u" WHERE m.id = ?");
+        for (auto entry = waiting->crbegin(); entry != waiting->crend(); ++entry) {
+            if (entry->seq >= static_cast<qint64>(beforeSeq)) {
+                continue;
+            }
+            if (entries.size() == limit) {
+                return entries;
+            }
+            byRow.addBindValue(entry->row);
+            if (!byRow.exec() || !byRow.next()) {
+                const Error failed
+                    = storageError(QStringLiteral("could not read a newest message"), byRow);
+                byRow.finish();
+                return failed;
+            }
+            entries.append(readEntry(byRow, 0));
+            byRow.finish();
+        }
+    }
+    if (entries.size() == limit) {
+        return entries;
+    }
     QSqlQuery query(database());
     query.setForwardOnly(true);
-    query.prepare(u"SELECT " + EntryColumns
-        + u" FROM messages m JOIN users u ON u.id = m.sender_user_id"
-          u" WHERE m.conversation_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?");
+    query.prepare(entryFrom
+        + u" JOIN conversation_index c ON c.message_ref = m.id"
+          u" WHERE c.conversation_id = ? AND c.seq < ? ORDER BY c.seq DESC LIMIT ?");
     query.addBindValue(conversationId);
-    query.addBindValue(static_cast<qint64>(before));
-    query.addBindValue(limit + 1);
+    query.addBindValue(static_cast<qint64>(beforeSeq));
+    query.addBindValue(limit - int(entries.size()));
     if (!query.exec()) {
         return storageError(QStringLiteral("could not read the history"), query);
     }
-    HistoryPage page;
     while (query.next()) {
-        if (page.entries.size() == limit) {
-            page.hasMore = true;
-            break;
-        }
-        page.entries.prepend(readEntry(query, 0));
+        entries.append(readEntry(query, 0));
     }
-    return page;
+    return entries;
 }
 
 // Receipts and contacts ----------------------------------------------------------------------

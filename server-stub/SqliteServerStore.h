@@ -1,6 +1,6 @@
 #pragma once
 
-#include "server-stub/LogTail.h"
+#include "server-stub/FoldQueue.h"
 #include "server-stub/ServerStore.h"
 
 #include <QHash>
@@ -24,13 +24,14 @@ class WalCheckpointer;
 /// message has reached the disk. Used from the server's main thread only.
 class SqliteServerStore final : public ServerStore {
 public:
-    static constexpr int SchemaVersion = 4; ///< the number of steps in Migrations
+    static constexpr int SchemaVersion = 5; ///< the number of steps in Migrations
 
     /// The write-ahead log's length, in pages, at which a checkpoint starts on its own thread.
     static constexpr int DefaultCheckpointPages = 16384;
 
-    /// Log entries not yet folded from `log_tail` into `events` before the oldest are folded
-    /// (LogTail): per user, about this many over the number of active users at each fold.
+    /// Entries waiting in each tail (FoldQueue.h: the users' log entries in `log_tail`, the
+    /// messages not yet in `conversation_index`) before the oldest are folded: per user or
+    /// conversation, about this many over the number of active ones at each fold.
     static constexpr int DefaultLogFoldLag = 16384;
 
     /// Opens or creates `dataDir`/server.db and brings its schema up to date.
@@ -116,7 +117,22 @@ private:
     /// Rebuilds m_logTail from the rows of `log_tail` that are not in `events`: when opening,
     /// and after a transaction that changed the tail rolled back.
     Result<Done> reloadLogTail();
-    /// Reads m_logTail and m_newestSeqs from the file again if a rollback left them ahead of it.
+    /// Once more than m_logFoldLag messages wait, moves the (conversation, seq) entries of the
+    /// conversations that have waited longest into `conversation_index`, about twice as many as
+    /// `appended`, and moves `conversation_index_state.waiting_from` up to the oldest message
+    /// left waiting. Inside the caller's transaction.
+    Result<Done> foldSeqTail(qsizetype appended);
+    /// Rebuilds m_seqTail from the rows of `messages` from `waiting_from` on that are not in
+    /// `conversation_index`.
+    Result<Done> reloadSeqTail();
+    /// Both tails and m_newestSeqs read again from the file.
+    Result<Done> reloadTails();
+    /// The conversation's entries, newest first, with a seq below `beforeSeq`: up to `limit`
+    /// waiting in m_seqTail, then from `conversation_index`.
+    Result<QList<ConversationEntry>> newestEntries(
+        const QString& conversationId, quint64 beforeSeq, int limit);
+    /// Reads m_logTail, m_seqTail and m_newestSeqs from the file again if a rollback left them
+    /// ahead of it.
     Result<Done> ensureMemory();
     /// Notes the newest seq of a conversation, read or just handed out.
     void rememberNewestSeq(const QByteArray& conversationId, qint64 seq);
@@ -157,15 +173,17 @@ private:
     std::map<QString, QSqlQuery> m_preparedQueries;
     /// Keyed by the statement's text (string literals, compared by address).
     std::map<const char*, std::unique_ptr<PreparedStatement>> m_statements;
-    /// The entries of `log_tail` not yet folded into `events` (LogTail).
+    /// The entries of `log_tail` not yet folded into `events`.
     LogTail m_logTail;
+    /// The messages whose (conversation, seq) is not yet in `conversation_index`.
+    SeqTail m_seqTail;
     int m_logFoldLag = DefaultLogFoldLag;
     /// Each conversation's newest seq, for the conversations sent to lately (at most
     /// MaxRememberedSeqs): reading it from the end of the conversation's range of the
-    /// (conversation_id, seq) index cost about 5 % of the protocol thread at 30,000 messages/s.
+    /// conversation's index cost about 5 % of the protocol thread at 30,000 messages/s.
     QHash<QByteArray, qint64> m_newestSeqs;
     static constexpr qsizetype MaxRememberedSeqs = 65536;
-    /// Set when the open transaction changed what is kept in memory (m_logTail, m_newestSeqs);
+    /// Set when the open transaction changed what is kept in memory (the tails, m_newestSeqs);
     /// cleared as the next one begins (beforeWriteTransaction).
     bool m_memoryChanged = false;
     /// Set when such a transaction rolled back: the memory is ahead of the file.

@@ -92,12 +92,14 @@ void ServerLoadTest::manyConnectionsStayAuthenticatedAndEveryMessageArrivesOnce(
     QList<double> heapSamples; ///< heap in use less the store's cache
     QList<double> cacheSamples;
     QList<double> waitingSamples; ///< log entries waiting in memory
+    QList<double> waitingIndexSamples; ///< messages waiting for their conversation's index
     auto sample = [&] {
         const double heap = metric(u"ferry_heap_bytes_in_use"_s);
         const double cache = metric(u"ferry_store_cache_bytes"_s);
         heapSamples.append(heap >= 0 && cache >= 0 ? heap - cache : -1.0);
         cacheSamples.append(cache);
         waitingSamples.append(metric(u"ferry_store_log_entries_waiting"_s));
+        waitingIndexSamples.append(metric(u"ferry_store_index_entries_waiting"_s));
     };
     bool soaking = false;
     QElapsedTimer sinceSample;
@@ -195,6 +197,15 @@ void ServerLoadTest::manyConnectionsStayAuthenticatedAndEveryMessageArrivesOnce(
     QVERIFY2(waitingMost <= LogFoldLag + 1024,
         qPrintable(u"%1 log entries waited in memory, above the lag of %2"_s.arg(waitingMost)
                 .arg(LogFoldLag)));
+    // Likewise the messages waiting for their conversation's index (one entry each).
+    const double indexMost
+        = *std::max_element(waitingIndexSamples.cbegin(), waitingIndexSamples.cend());
+    QVERIFY2(!waitingIndexSamples.contains(-1.0), "the server's metrics gave no waiting messages");
+    QVERIFY2(indexMost <= LogFoldLag + 512,
+        qPrintable(u"%1 messages waited for the index, above the lag of %2"_s.arg(indexMost)
+                .arg(LogFoldLag)));
+    qInfo("waiting in memory, first sample / most: %.0f / %.0f log entries, %.0f / %.0f messages",
+        waitingSamples.first(), waitingMost, waitingIndexSamples.first(), indexMost);
     // And the heap in use within 3 %. Bytes queued for slow readers come and go, so the bound
     // cannot be zero; 3 % of the heap of 10,000 connections is still less than what a leak of a
     // few hundred bytes per message or a few dozen per heartbeat adds in a five-minute run

@@ -134,7 +134,28 @@ private Q_SLOTS:
             QCOMPARE(quint64(page->events.size()), store.lastOffset(userId).value());
         }
 
+        // The histories read the messages the old server stored from conversation_index (schema
+        // 5 moved them there) and those stored since from the messages not yet indexed.
+        const Result<HistoryPage> group = store.history(Group, carol->id, 0, 100);
+        QVERIFY2(group, qPrintable(group ? QString() : group.error().message));
+        QCOMPARE(group->entries.size(), 4);
+        for (qsizetype i = 0; i < group->entries.size(); ++i) {
+            QCOMPARE(group->entries[i].seq, quint64(i + 1));
+        }
+        QCOMPARE(group->entries[2].body, QByteArray("after the upgrade"));
+        const Result<HistoryPage> older = store.history(direct, bob->id, 3, 100);
+        QVERIFY(older);
+        QCOMPARE(older->entries.size(), 2);
+        QCOMPARE(older->entries[0].seq, quint64(1));
+        QCOMPARE(older->entries[1].seq, quint64(2));
+
         opened.value().reset();
+        // Messages keep one index, on their ids; the one on (conversation_id, seq) is now a
+        // table, holding the five messages from before the upgrade.
+        QCOMPARE(readColumn(path, u"SELECT count(*) FROM pragma_index_list('messages')"_s),
+            QStringList { u"1"_s });
+        QCOMPARE(readColumn(path, u"SELECT count(*) FROM conversation_index"_s),
+            QStringList { u"5"_s });
         QVERIFY(!columns(path, u"users"_s).contains(u"last_offset"_s));
         QVERIFY(!columns(path, u"conversations"_s).contains(u"last_seq"_s));
         QCOMPARE(readColumn(path, u"PRAGMA user_version"_s),

@@ -1,11 +1,12 @@
-// The server store's event logs across their two tables: new entries go to log_tail and are later
-// moved ("folded") into events, a user at a time (server-stub/LogTail.h). With a fold lag of a
-// few entries nearly every commit folds, so these checks cross the boundary all the time: every
-// page a device reads holds the offsets the acks announced, in order, with no gap and nothing
-// twice, from any starting point and with pages that span both tables; after the store is
-// reopened; and after a commit that failed while folding, whose entries (and the seqs its
-// messages took, which the store also keeps in memory) must vanish from memory as they vanished
-// from the file.
+// The server store's two tails (server-stub/FoldQueue.h): new event-log entries go to log_tail and
+// are later moved ("folded") into events, a user at a time; new messages wait in messages alone
+// and are later indexed in conversation_index, a conversation at a time. With a fold lag of a few
+// entries nearly every commit folds, so these checks cross the boundary all the time: every page
+// of a log a device reads holds the offsets the acks announced, and every page of a history the
+// seqs they announced, in order, with no gap and nothing twice, from any starting point and with
+// pages that span both places; after the store is reopened; and after a commit that failed while
+// folding, whose entries (and the seqs its messages took, which the store also keeps in memory)
+// must vanish from memory as they vanished from the file.
 
 #include "core/MessageId.h"
 #include "server-stub/SqliteServerStore.h"
@@ -29,15 +30,16 @@ const QString Group = u"group:5d1e2f3a-0000-4000-8000-0000000000aa"_s;
 
 } // namespace
 
-class TestServerLogTail : public QObject {
+class TestServerTails : public QObject {
     Q_OBJECT
 
 private Q_SLOTS:
     void init();
     void cleanup();
 
-    void everyPageHoldsTheAnnouncedOffsetsAcrossBothTables();
-    void aReopenedStoreGoesOnFromWhereItsLogsStood();
+    void everyPageHoldsTheAnnouncedOffsetsAndSeqsAcrossBothTables();
+    void aReopenedStoreGoesOnFromWhereItsLogsAndHistoriesStood();
+    void aCommitThatFailedWhileFoldingLeavesNoTrace_data();
     void aCommitThatFailedWhileFoldingLeavesNoTrace();
 
 private:
@@ -47,6 +49,8 @@ private:
     NewMessage message(const QString& sender, const QString& conversation);
     /// Reads each user's log from every offset, four events a page, against what was announced.
     void verifyLogs();
+    /// Reads each conversation's history before every seq, four entries a page, likewise.
+    void verifyHistories();
     qint64 rowCount(const QString& table);
 
     std::unique_ptr<QTemporaryDir> m_dir;
@@ -56,11 +60,13 @@ private:
     std::map<qint64, std::map<quint64, QByteArray>> m_announced;
     /// Per conversation: the seq of the newest message acknowledged.
     std::map<QString, quint64> m_lastSeqs;
+    /// Per conversation: seq -> message id, as the acks announced them.
+    std::map<QString, std::map<quint64, QByteArray>> m_announcedSeqs;
     /// Per user id: the offset of the first message, after the group's creation.
     std::map<qint64, quint64> m_firstMessageOffset;
 };
 
-void TestServerLogTail::init()
+void TestServerTails::init()
 {
     m_dir = std::make_unique<QTemporaryDir>();
     QVERIFY(m_dir->isValid());
@@ -78,7 +84,7 @@ void TestServerLogTail::init()
     }
 }
 
-void TestServerLogTail::cleanup()
+void TestServerTails::cleanup()
 {
     m_store.reset();
     m_dir.reset();
@@ -86,9 +92,10 @@ void TestServerLogTail::cleanup()
     m_announced.clear();
     m_firstMessageOffset.clear();
     m_lastSeqs.clear();
+    m_announcedSeqs.clear();
 }
 
-void TestServerLogTail::openStore()
+void TestServerTails::openStore()
 {
     m_store.reset();
     Result<std::unique_ptr<SqliteServerStore>> opened = SqliteServerStore::open(
@@ -97,7 +104,7 @@ void TestServerLogTail::openStore()
     m_store = std::move(opened.value());
 }
 
-NewMessage TestServerLogTail::message(const QString& sender, const QString& conversation)
+NewMessage TestServerTails::message(const QString& sender, const QString& conversation)
 {
     NewMessage message;
     message.messageId = MessageId::generate().bytes();
@@ -109,7 +116,7 @@ NewMessage TestServerLogTail::message(const QString& sender, const QString& conv
     return message;
 }
 
-void TestServerLogTail::sendRounds(int rounds)
+void TestServerTails::sendRounds(int rounds)
 {
     for (int round = 0; round < rounds; ++round) {
         const QList<NewMessage> batch {
@@ -129,6 +136,7 @@ void TestServerLogTail::sendRounds(int rounds)
                 QCOMPARE(ack.seq, last->second + 1);
             }
             m_lastSeqs[batch[i].conversationId] = ack.seq;
+            m_announcedSeqs[batch[i].conversationId][ack.seq] = batch[i].messageId;
             QCOMPARE(ack.offsets.size(), ack.notifiedUserIds.size());
             for (qsizetype m = 0; m < ack.offsets.size(); ++m) {
                 auto& log = m_announced[ack.notifiedUserIds[m]];
@@ -139,7 +147,7 @@ void TestServerLogTail::sendRounds(int rounds)
     }
 }
 
-void TestServerLogTail::verifyLogs()
+void TestServerTails::verifyLogs()
 {
     constexpr int PageSize = 4;
     for (const auto& [userId, announced] : m_announced) {
@@ -167,7 +175,38 @@ void TestServerLogTail::verifyLogs()
     }
 }
 
-qint64 TestServerLogTail::rowCount(const QString& table)
+void TestServerTails::verifyHistories()
+{
+    constexpr int PageSize = 4;
+    for (const auto& [conversation, announced] : m_announcedSeqs) {
+        const quint64 newest = announced.rbegin()->first;
+        // The group's first entry is its creation; everything after it was announced.
+        const quint64 first = announced.begin()->first;
+        QCOMPARE(quint64(announced.size()), newest - first + 1);
+        const qint64 viewer = m_userIds[conversation == Group ? u"carol"_s : u"dave"_s];
+        const qint64 member = conversation == u"direct:alice:bob"_s ? m_userIds[u"bob"_s] : viewer;
+        QCOMPARE(m_store->conversation(conversation, member)->lastSeq, newest);
+        // 0 asks for the newest page.
+        for (quint64 before = 0; before <= newest + 1; ++before) {
+            Result<HistoryPage> page = m_store->history(conversation, member, before, PageSize);
+            QVERIFY2(page, qPrintable(page ? QString() : page.error().message));
+            const quint64 end = before == 0 ? newest + 1 : before;
+            const quint64 expected = std::min<quint64>(PageSize, end - 1);
+            QCOMPARE(quint64(page->entries.size()), expected);
+            QCOMPARE(page->hasMore, end - 1 > PageSize);
+            for (qsizetype i = 0; i < page->entries.size(); ++i) {
+                const ConversationEntry& entry = page->entries[i];
+                QCOMPARE(entry.seq, end - expected + quint64(i));
+                QCOMPARE(entry.conversationId, conversation);
+                if (entry.seq >= first) {
+                    QCOMPARE(entry.messageId, announced.at(entry.seq));
+                }
+            }
+        }
+    }
+}
+
+qint64 TestServerTails::rowCount(const QString& table)
 {
     SqliteFile file(m_dir->filePath(u"server.db"_s), SqliteFile::Access::ReadOnly);
     if (!file.isOpen()) {
@@ -181,7 +220,7 @@ qint64 TestServerLogTail::rowCount(const QString& table)
     return query.value(0).toLongLong();
 }
 
-void TestServerLogTail::everyPageHoldsTheAnnouncedOffsetsAcrossBothTables()
+void TestServerTails::everyPageHoldsTheAnnouncedOffsetsAndSeqsAcrossBothTables()
 {
     sendRounds(30);
     // Most entries were folded; the tail keeps the newest few and the folded rows before the
@@ -190,35 +229,55 @@ void TestServerLogTail::everyPageHoldsTheAnnouncedOffsetsAcrossBothTables()
     const qint64 inTail = rowCount(u"log_tail"_s);
     QVERIFY2(folded > 200, qPrintable(QString::number(folded)));
     QVERIFY2(inTail >= 0 && inTail < 40, qPrintable(QString::number(inTail)));
+    // 120 messages and the group's creation: each is either indexed or waiting, and few wait.
+    const qint64 indexed = rowCount(u"conversation_index"_s);
+    const qint64 waiting = m_store->logStats().waitingIndexEntries;
+    QCOMPARE(rowCount(u"messages"_s), 121);
+    QCOMPARE(indexed + waiting, 121);
+    QVERIFY2(waiting <= FoldLag, qPrintable(QString::number(waiting)));
     verifyLogs();
+    verifyHistories();
 }
 
-void TestServerLogTail::aReopenedStoreGoesOnFromWhereItsLogsStood()
+void TestServerTails::aReopenedStoreGoesOnFromWhereItsLogsAndHistoriesStood()
 {
     sendRounds(17);
     QVERIFY(rowCount(u"log_tail"_s) > 0);
+    QVERIFY(rowCount(u"conversation_index"_s) < rowCount(u"messages"_s));
     openStore();
     QVERIFY(m_store);
     verifyLogs();
+    verifyHistories();
     sendRounds(5);
     verifyLogs();
+    verifyHistories();
 }
 
-void TestServerLogTail::aCommitThatFailedWhileFoldingLeavesNoTrace()
+void TestServerTails::aCommitThatFailedWhileFoldingLeavesNoTrace_data()
 {
+    QTest::addColumn<QString>("table");
+    QTest::newRow("folding a log") << u"events"_s;
+    QTest::newRow("folding a conversation's index") << u"conversation_index"_s;
+}
+
+void TestServerTails::aCommitThatFailedWhileFoldingLeavesNoTrace()
+{
+    QFETCH(QString, table);
     sendRounds(10);
     {
         SqliteFile file(m_dir->filePath(u"server.db"_s));
         QVERIFY2(file.isOpen(), qPrintable(file.openError()));
         QSqlQuery query(file.database());
-        QVERIFY(query.exec(u"CREATE TRIGGER poison BEFORE INSERT ON events"
-                           " BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END"_s));
+        QVERIFY(query.exec(u"CREATE TRIGGER poison BEFORE INSERT ON "_s + table
+            + u" BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END"_s));
     }
-    // With a lag of three entries every batch folds, so every batch fails as a whole.
+    // With a lag of three entries every batch of four messages folds in both tails, so every
+    // batch fails as a whole.
     for (int attempt = 0; attempt < 3; ++attempt) {
         const QList<Result<StoredMessageAck>> results
             = m_store->appendMessages({ message(u"alice"_s, u"direct:alice:bob"_s),
-                message(u"bob"_s, Group) });
+                message(u"bob"_s, Group), message(u"carol"_s, u"direct:carol:dave"_s),
+                message(u"dave"_s, u"direct:carol:dave"_s) });
         for (const Result<StoredMessageAck>& result : results) {
             QVERIFY(!result);
         }
@@ -229,11 +288,13 @@ void TestServerLogTail::aCommitThatFailedWhileFoldingLeavesNoTrace()
         QSqlQuery query(file.database());
         QVERIFY(query.exec(u"DROP TRIGGER poison"_s));
     }
-    // The failed batches took no offset: the next ones go on from the last committed.
+    // The failed batches took no offset and no seq: the next ones go on from the last committed.
     verifyLogs();
+    verifyHistories();
     sendRounds(3);
     verifyLogs();
+    verifyHistories();
 }
 
-QTEST_GUILESS_MAIN(TestServerLogTail)
-#include "tst_server_log_tail.moc"
+QTEST_GUILESS_MAIN(TestServerTails)
+#include "tst_server_tails.moc"
