@@ -82,6 +82,9 @@ private Q_SLOTS:
         QVERIFY(loadDump(QStringLiteral(FERRY_TEST_DATA_DIR "/server-schema2.sql"), path));
         QVERIFY(columns(path, u"users"_s).contains(u"last_offset"_s));
         QCOMPARE(readColumn(path, u"PRAGMA user_version"_s), QStringList { u"2"_s });
+        const QStringList storedBefore
+            = readColumn(path, u"SELECT count(*) || ' ' || max(id) FROM messages"_s);
+        QCOMPARE(storedBefore, QStringList { u"5 5"_s });
 
         Result<std::unique_ptr<SqliteServerStore>> opened = SqliteServerStore::open(dir.path());
         QVERIFY2(opened, qPrintable(opened ? QString() : opened.error().message));
@@ -151,10 +154,14 @@ private Q_SLOTS:
 
         opened.value().reset();
         // Messages keep one index, on their ids; the one on (conversation_id, seq) is now a
-        // table, holding the five messages from before the upgrade.
+        // table, holding the five messages from before the upgrade (and the two since, once
+        // folded).
         QCOMPARE(readColumn(path, u"SELECT count(*) FROM pragma_index_list('messages')"_s),
             QStringList { u"1"_s });
-        QCOMPARE(readColumn(path, u"SELECT count(*) FROM conversation_index"_s),
+        QCOMPARE(readColumn(path,
+                     u"SELECT count(*) FROM conversation_index c JOIN messages m"
+                     " ON m.id = c.message_ref AND m.conversation_id = c.conversation_id"
+                     " AND m.seq = c.seq WHERE m.id <= 5"_s),
             QStringList { u"5"_s });
         QVERIFY(!columns(path, u"users"_s).contains(u"last_offset"_s));
         QVERIFY(!columns(path, u"conversations"_s).contains(u"last_seq"_s));
