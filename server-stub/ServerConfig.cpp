@@ -102,7 +102,7 @@ namespace {
                 QStringLiteral("n"), number(&ServerConfig::syncBatchLimit, 1, 10'000) },
             { QStringLiteral("wal-checkpoint-pages"),
                 QStringLiteral("Pages of write-ahead log (4 KiB each) that start a checkpoint "
-                               "(16384)."),
+                               "(1024)."),
                 QStringLiteral("pages"), number(&ServerConfig::walCheckpointPages, 64, 1'000'000) },
             { QStringLiteral("log-fold-lag"),
                 QStringLiteral("New event-log entries that wait in log_tail, and new messages "

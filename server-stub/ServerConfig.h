@@ -23,7 +23,7 @@ struct ServerConfig {
     QString dataDir;
 
     int syncBatchLimit = 2000;      ///< most events in one sync batch
-    int walCheckpointPages = 16384; ///< write-ahead log pages that start a checkpoint
+    int walCheckpointPages = 1024; ///< write-ahead log pages that start a checkpoint
     /// Event-log entries waiting in log_tail, and messages waiting for conversation_index,
     /// before the oldest move.
     int logFoldLag = 16384;

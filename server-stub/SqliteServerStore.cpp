@@ -32,8 +32,10 @@ namespace {
     constexpr qint64 ApplicationId = 0x46525356;
     /// SQLite's page cache; see open().
     constexpr int CacheKiB = 64 * 1024;
-    /// The WAL's length at which the commit checkpoints itself, in checkpoint triggers.
+    /// The WAL's length at which the commit checkpoints itself: four checkpoint triggers, and
+    /// at least 256 MiB, so that a thread that falls behind under overload has room to catch up.
     constexpr int CheckpointInCommitTriggers = 4;
+    constexpr int MinCheckpointInCommitPages = 65536;
 
     enum class ConversationKind { Direct = 1, Group = 2 };
     enum class EntryKind { Message = 0, Membership = 1 };
@@ -362,13 +364,14 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(
     // A group message adds an entry to the log of every member, and each member's entries in
     // events sit on a leaf page of their own: a fold (LogTail) changes about one page per member
     // (a thousand for a group of 1,000); before log_tail, every commit did. SQLite's default
-    // cache of 2 MiB could not hold them, so every commit read them back from the file; and its
-    // default checkpoint after 1,000 pages of WAL copied them all into the database after nearly
-    // every commit, although the next commit changes the same pages again. A larger cache, and
-    // a checkpoint every 16,384 pages (64 MiB of WAL), write each such page to the database once
-    // per many commits. That checkpoint runs on a thread of its own: run by SQLite inside the
-    // commit that crossed the threshold, it held every message behind that commit for 20-35 ms
-    // (WalCheckpointer.h).
+    // cache of 2 MiB could not hold them, so every commit read them back from the file. Hence
+    // the larger cache. The checkpoints run on a thread of their own: run by SQLite inside the
+    // commit that crossed the threshold, one held every message behind that commit for 20-35 ms
+    // (WalCheckpointer.h). They start every 1,024 pages of log (4 MiB): since the tails, a
+    // message writes about a quarter of a page, and a checkpoint of 64 MiB (the earlier
+    // setting, which wrote hot pages to the database less often) competed with the commits for
+    // the disk and the cores long enough to double p99 at 30,000 messages/s (docs/design.md,
+    // "Shorter checkpoints").
     QSqlQuery settings(db.value());
     settings.exec(QStringLiteral("PRAGMA cache_size = -%1").arg(CacheKiB));
     sqlite3* connection = sqliteHandle(db.value());
@@ -376,7 +379,8 @@ Result<std::unique_ptr<SqliteServerStore>> SqliteServerStore::open(
         return Error { StoreError::Storage, u"no SQLite connection under the driver for " + path };
     }
     store->m_checkpointer = std::make_unique<WalCheckpointer>(
-        connection, path, checkpointPages, CheckpointInCommitTriggers * checkpointPages);
+        connection, path, checkpointPages,
+        std::max(CheckpointInCommitTriggers * checkpointPages, MinCheckpointInCommitPages));
     store->m_logFoldLag = logFoldLag;
     sqlite3_rollback_hook(connection, &SqliteServerStore::afterRollback, store.get());
     if (Result<Done> loaded = store->reloadTails(); !loaded) {

@@ -27,7 +27,7 @@ public:
     static constexpr int SchemaVersion = 5; ///< the number of steps in Migrations
 
     /// The write-ahead log's length, in pages, at which a checkpoint starts on its own thread.
-    static constexpr int DefaultCheckpointPages = 16384;
+    static constexpr int DefaultCheckpointPages = 1024;
 
     /// Entries waiting in each tail (FoldQueue.h: the users' log entries in `log_tail`, the
     /// messages not yet in `conversation_index`) before the oldest are folded: per user or
