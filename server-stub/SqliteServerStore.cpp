@@ -278,6 +278,50 @@ namespace {
         return query.int64At(0);
     }
 
+    struct Folded {
+        qsizetype entries = 0;
+        qint64 newestRow = 0;
+    };
+
+    /// Takes from a tail (FoldQueue) the entries of the keys that have waited longest, a whole
+    /// key at a time, while more than `lag` wait and fewer than `budget` have been taken, and
+    /// hands each key's entries to `write`, which stores them in their index. `changed` is set
+    /// before the tail changes: should a write fail, the transaction rolls back and the tail is
+    /// read again from the file.
+    template <typename Tail, typename Write>
+    Result<Folded> foldOldest(Tail& tail, qsizetype lag, qsizetype budget, bool& changed,
+        const Write& write)
+    {
+        Folded folded;
+        while (tail.size() > lag && folded.entries < budget) {
+            changed = true;
+            const typename Tail::KeyEntries oldest = tail.takeOldest();
+            if (Result<Done> written = write(oldest); !written) {
+                return written.error();
+            }
+            folded.entries += oldest.entries.size();
+            folded.newestRow = std::max(folded.newestRow, oldest.entries.last().row);
+        }
+        return folded;
+    }
+
+    /// Runs `sql`, which reads the rows of a tail that are not folded yet in the order written,
+    /// and hands each row to `append`.
+    template <typename Append>
+    Result<Done> readTailRows(QSqlDatabase db, const QString& sql, const QString& failure,
+        const Append& append)
+    {
+        QSqlQuery query(db);
+        query.setForwardOnly(true);
+        if (!query.exec(sql)) {
+            return storageError(failure, query);
+        }
+        while (query.next()) {
+            append(query);
+        }
+        return Done {};
+    }
+
     Error notAMember()
     {
         return Error { StoreError::NotAMember,
@@ -827,28 +871,26 @@ Result<Done> SqliteServerStore::appendLogEntry(qint64 userId, qint64 offset, int
 Result<Done> SqliteServerStore::foldLogTail(qsizetype appended)
 {
     // Folding twice what was added drains a tail that grew past the lag (a lower lag at start).
-    const qsizetype budget = 2 * appended;
-    qsizetype folded = 0;
     PreparedStatement& insert
         = statement("INSERT INTO events (user_id, log_offset, kind, ref) VALUES (?, ?, ?, ?)");
-    while (m_logTail.size() > m_logFoldLag && folded < budget) {
-        // The tail is changed before the rows are written; should a write fail, the
-        // transaction rolls back and afterRollback() has the tail reloaded.
-        m_memoryChanged = true;
-        const LogTail::KeyEntries oldest = m_logTail.takeOldest();
-        for (const LogTailEntry& entry : oldest.entries) {
-            insert.bindInt64(1, oldest.key);
-            insert.bindInt64(2, entry.offset);
-            insert.bindInt64(3, entry.kind);
-            insert.bindInt64(4, entry.ref);
-            if (!insert.run()) {
-                return storageError(
-                    QStringLiteral("could not move log entries into the log"), insert.error());
+    const Result<Folded> folded = foldOldest(m_logTail, m_logFoldLag, 2 * appended,
+        m_memoryChanged, [&insert](const LogTail::KeyEntries& oldest) -> Result<Done> {
+            for (const LogTailEntry& entry : oldest.entries) {
+                insert.bindInt64(1, oldest.key);
+                insert.bindInt64(2, entry.offset);
+                insert.bindInt64(3, entry.kind);
+                insert.bindInt64(4, entry.ref);
+                if (!insert.run()) {
+                    return storageError(
+                        QStringLiteral("could not move log entries into the log"), insert.error());
+                }
             }
-        }
-        folded += oldest.entries.size();
+            return Done {};
+        });
+    if (!folded) {
+        return folded.error();
     }
-    if (folded == 0) {
+    if (folded->entries == 0) {
         return Done {};
     }
     // Every row before the oldest entry still waiting has been folded.
@@ -863,56 +905,51 @@ Result<Done> SqliteServerStore::foldLogTail(qsizetype appended)
 Result<Done> SqliteServerStore::reloadLogTail()
 {
     m_logTail.clear();
-    QSqlQuery query(database());
-    query.setForwardOnly(true);
     // In the order written, which is each user's offset order.
-    if (!query.exec(QStringLiteral(
+    Result<Done> read = readTailRows(database(),
+        QStringLiteral(
             "SELECT t.id, t.user_id, t.log_offset, t.kind, t.ref FROM log_tail t"
             " WHERE NOT EXISTS (SELECT 1 FROM events e"
             "                   WHERE e.user_id = t.user_id AND e.log_offset = t.log_offset)"
-            " ORDER BY t.id"))) {
-        return storageError(QStringLiteral("could not read the newest log entries"), query);
-    }
-    while (query.next()) {
-        m_logTail.append(query.value(1).toLongLong(),
-            LogTailEntry { query.value(0).toLongLong(), query.value(2).toLongLong(),
-                query.value(3).toInt(), query.value(4).toLongLong() });
-    }
+            " ORDER BY t.id"),
+        QStringLiteral("could not read the newest log entries"), [this](const QSqlQuery& row) {
+            m_logTail.append(row.value(1).toLongLong(),
+                LogTailEntry { row.value(0).toLongLong(), row.value(2).toLongLong(),
+                    row.value(3).toInt(), row.value(4).toLongLong() });
+        });
     qCDebug(lcServerDb) << "Log entries not yet folded:" << m_logTail.size();
-    return Done {};
+    return read;
 }
 
 Result<Done> SqliteServerStore::foldSeqTail(qsizetype appended)
 {
     // As foldLogTail(), except that the waiting entries are the message rows themselves: what
     // moves on is the mark from which messages may still be waiting.
-    const qsizetype budget = 2 * appended;
-    qsizetype folded = 0;
-    qint64 newestFolded = 0;
     PreparedStatement& insert = statement(
         "INSERT INTO conversation_index (conversation_id, seq, message_ref) VALUES (?, ?, ?)");
-    while (m_seqTail.size() > m_logFoldLag && folded < budget) {
-        m_memoryChanged = true;
-        const SeqTail::KeyEntries oldest = m_seqTail.takeOldest();
-        for (const SeqTailEntry& entry : oldest.entries) {
-            insert.bindText(1, oldest.key);
-            insert.bindInt64(2, entry.seq);
-            insert.bindInt64(3, entry.row);
-            if (!insert.run()) {
-                return storageError(QStringLiteral("could not move messages into the"
-                                                   " conversations' index"),
-                    insert.error());
+    const Result<Folded> folded = foldOldest(m_seqTail, m_logFoldLag, 2 * appended,
+        m_memoryChanged, [&insert](const SeqTail::KeyEntries& oldest) -> Result<Done> {
+            for (const SeqTailEntry& entry : oldest.entries) {
+                insert.bindText(1, oldest.key);
+                insert.bindInt64(2, entry.seq);
+                insert.bindInt64(3, entry.row);
+                if (!insert.run()) {
+                    return storageError(
+                        QStringLiteral("could not move messages into the conversations' index"),
+                        insert.error());
+                }
             }
-        }
-        folded += oldest.entries.size();
-        newestFolded = std::max(newestFolded, oldest.entries.last().row);
+            return Done {};
+        });
+    if (!folded) {
+        return folded.error();
     }
-    if (folded == 0) {
+    if (folded->entries == 0) {
         return Done {};
     }
     // With nothing left waiting, every message so far has been folded, the newest among them.
     PreparedStatement& mark = statement("UPDATE conversation_index_state SET waiting_from = ?");
-    mark.bindInt64(1, m_seqTail.oldestRow().value_or(newestFolded + 1));
+    mark.bindInt64(1, m_seqTail.oldestRow().value_or(folded->newestRow + 1));
     if (!mark.run()) {
         return storageError(
             QStringLiteral("could not note where waiting messages start"), mark.error());
@@ -923,23 +960,20 @@ Result<Done> SqliteServerStore::foldSeqTail(qsizetype appended)
 Result<Done> SqliteServerStore::reloadSeqTail()
 {
     m_seqTail.clear();
-    QSqlQuery query(database());
-    query.setForwardOnly(true);
     // In the order stored, which is each conversation's seq order.
-    if (!query.exec(QStringLiteral(
+    Result<Done> read = readTailRows(database(),
+        QStringLiteral(
             "SELECT m.id, m.conversation_id, m.seq FROM messages m"
             " WHERE m.id >= (SELECT waiting_from FROM conversation_index_state)"
             " AND NOT EXISTS (SELECT 1 FROM conversation_index c"
             "                 WHERE c.conversation_id = m.conversation_id AND c.seq = m.seq)"
-            " ORDER BY m.id"))) {
-        return storageError(QStringLiteral("could not read the newest messages"), query);
-    }
-    while (query.next()) {
-        m_seqTail.append(query.value(1).toString().toUtf8(),
-            SeqTailEntry { query.value(0).toLongLong(), query.value(2).toLongLong() });
-    }
+            " ORDER BY m.id"),
+        QStringLiteral("could not read the newest messages"), [this](const QSqlQuery& row) {
+            m_seqTail.append(row.value(1).toString().toUtf8(),
+                SeqTailEntry { row.value(0).toLongLong(), row.value(2).toLongLong() });
+        });
     qCDebug(lcServerDb) << "Messages not yet in the conversations' index:" << m_seqTail.size();
-    return Done {};
+    return read;
 }
 
 Result<Done> SqliteServerStore::reloadTails()
