@@ -102,7 +102,8 @@ private:
     Result<QList<quint64>> reserveOffsets(
         BatchLogs& logs, const QList<qint64>& memberIds, qint64 ref);
     /// The newest offset in the user's event log (0 when it is empty), and the newest seq in a
-    /// conversation (0 when it has none), each read from the end of its B-tree range.
+    /// conversation (0 when it has none): each the last entry waiting in its tail, else the
+    /// end of its range in `events` or `conversation_index`.
     Result<qint64> newestLogOffset(qint64 userId);
     Result<qint64> newestSeq(const QByteArray& conversationId);
     /// Writes a batch's log entries, inside the caller's transaction.
